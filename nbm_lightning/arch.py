@@ -1,0 +1,44 @@
+"""`python -m nbm_lightning.arch CODE`: the canonical code, a per-layer table and the complexity counts."""
+from __future__ import annotations
+
+import sys
+from typing import Sequence
+
+from .cli import ArgParser, arch_code
+from .search_space import ArchSpec, parse
+
+PROG = "python -m nbm_lightning.arch"
+
+
+def layer_table(spec: ArchSpec) -> list[str]:
+    """Rows describing each searchable layer of a spec."""
+    rows = [f"{'layer':>5} {'stage':>5} {'digit':>5} {'op':<9} {'in':>4} {'out':>4} {'stride':>6} {'size':>7} {'res':>4}"]
+    for layer in spec.layers:
+        size = f"{layer.out_size}x{layer.out_size}"
+        rows.append(
+            f"{layer.index:>5} {layer.stage:>5} {layer.op.digit:>5} {layer.op.name:<9} {layer.in_channels:>4} "
+            f"{layer.out_channels:>4} {layer.stride:>6} {size:>7} {'yes' if layer.residual else '-':>4}"
+        )
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print a code's canonical form, layers, params, FLOPs and ptflops MACs."""
+    parser = ArgParser(prog=PROG, description=__doc__)
+    parser.add_argument("code", type=arch_code, help="8 digits over {0,1,2}, e.g. 12012012")
+    args = parser.parse_args(argv)
+    from .complexity import complexity  # torch loads only once the input is known to be good
+
+    spec = parse(args.code)
+    counts = complexity(spec.code, with_ptflops=True)
+    print(f"code        {spec.code}")
+    print(f"canonical   {spec.canonical}{'' if spec.code == spec.canonical else '  (non-canonical input)'}")
+    print("\n".join(layer_table(spec)))
+    print(f"params      {counts.params:,}")
+    print(f"flops       {counts.flops:,}  (conv+linear weight MACs, one 3x32x32 image)")
+    print(f"ptflops     {counts.ptflops_macs:,}  (ptflops backend=aten MACs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

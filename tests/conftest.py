@@ -1,0 +1,39 @@
+"""Shared fixtures: the published benchmark file and a tiny CIFAR-10 in torchvision's on-disk format."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "nas-bench-macro_cifar10.json"
+
+
+def reference_path() -> Path | None:
+    """The published file: $NBM_REFERENCE_JSON, else ../shared/reference/, else None."""
+    for candidate in (os.environ.get("NBM_REFERENCE_JSON"), DEFAULT_REFERENCE):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def published_path() -> Path:
+    """Path of the published NAS-Bench-Macro JSON; skips (never in CI) where it is absent."""
+    path = reference_path()
+    if path is None:
+        if os.environ.get("NBM_REQUIRE_REFERENCE") == "1":
+            pytest.fail(f"NBM_REQUIRE_REFERENCE=1 but the published file is at neither $NBM_REFERENCE_JSON nor {DEFAULT_REFERENCE}")
+        pytest.skip(
+            "published nas-bench-macro_cifar10.json not found: set NBM_REFERENCE_JSON to its path "
+            "(get it from the xiusu/NAS-Bench-Macro repository)"
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def published(published_path: Path) -> dict:
+    """The published benchmark, parsed."""
+    return json.loads(published_path.read_text())
