@@ -1,0 +1,94 @@
+"""PNG plots of a benchmark: histograms (paper Figure 7), accuracy vs cost with the Pareto front, and
+the scatter of two files' mean accuracies. Matplotlib (Agg, no pyplot state) is imported on first use."""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .bench import METRICS, Benchmark, Comparison, compare, require, shared_rows
+
+DPI = 120  # resolution of every PNG
+
+
+def _figure(width: float, height: float) -> Any:
+    """A matplotlib Figure drawn by the Agg canvas (no pyplot, no global backend state)."""
+    require("matplotlib", "plots", "plotting")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+    """Write a figure as PNG atomically: a temporary file in the same folder, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            figure.savefig(handle, format="png")
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a plot is for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _display(bench: Benchmark, metric: str) -> np.ndarray:
+    """A metric's values in display units (M params, M MACs, %)."""
+    return bench.column(metric) * METRICS[metric].scale
+
+
+def plot_histograms(bench: Benchmark, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """Histograms of params, FLOPs and mean accuracy over the unique architectures (three panels)."""
+    figure = _figure(12, 3.6)
+    for axes, metric in zip(figure.subplots(1, 3), ("params", "flops", "mean_acc")):
+        axes.hist(_display(bench, metric), bins=40, color="tab:blue", edgecolor="white", linewidth=0.3)
+        axes.set_xlabel(METRICS[metric].label)
+        axes.set_ylabel("architectures")
+    figure.suptitle(f"{len(bench)} unique architectures of {Path(bench.source).name}")
+    return [_save(figure, Path(out_dir) / "histograms.png")]
+
+
+def plot_pareto(bench: Benchmark, out_dir: str | os.PathLike[str], x: str = "flops") -> Path:
+    """Mean accuracy against a cost (flops or params), the Pareto front marked."""
+    front = [bench.row(r.code) for r in bench.pareto(x=x)]
+    cost, acc = _display(bench, x), _display(bench, "mean_acc")
+    figure = _figure(7, 5)
+    axes = figure.subplots()
+    axes.scatter(cost, acc, s=4, color="0.6", alpha=0.6, label=f"all {len(bench)} architectures")
+    axes.plot(cost[front], acc[front], "o-", color="tab:red", markersize=4, label=f"Pareto front ({len(front)})")
+    axes.set(xlabel=METRICS[x].label, ylabel=METRICS["mean_acc"].label, title=f"{len(front)} Pareto-optimal of {len(bench)} architectures")
+    axes.legend(loc="lower right")
+    axes.grid(alpha=0.3)
+    return _save(figure, Path(out_dir) / f"accuracy_vs_{x}.png")
+
+
+def plot_all(bench: Benchmark, out_dir: str | os.PathLike[str]) -> list[Path]:
+    """The histograms and accuracy vs FLOPs with its Pareto front."""
+    return plot_histograms(bench, out_dir) + [plot_pareto(bench, out_dir, "flops")]
+
+
+def plot_compare(a: Benchmark, b: Benchmark, out_dir: str | os.PathLike[str], result: Comparison | None = None) -> Path:
+    """Scatter of b's against a's mean accuracy on shared architectures, the line y = x, tau in the title."""
+    result = result or compare(a, b)
+    rows_a, rows_b = shared_rows(a, b)
+    x, y = a.mean_acc[rows_a], b.mean_acc[rows_b]
+    figure = _figure(6, 6)
+    axes = figure.subplots()
+    axes.scatter(x, y, s=4, alpha=0.5, color="tab:blue")
+    low, high = math.floor(min(x.min(), y.min())), math.ceil(max(x.max(), y.max()))
+    axes.plot([low, high], [low, high], "--", color="tab:red", linewidth=1, label="y = x")
+    axes.set(xlabel=f"{Path(a.source).name}: mean test accuracy (%)", ylabel=f"{Path(b.source).name}: mean test accuracy (%)")
+    axes.set_title(f"Kendall tau-b = {result.kendall_tau:.4f}, Spearman rho = {result.spearman_rho:.4f}, n = {result.n_shared}")
+    axes.legend(loc="lower right")
+    axes.grid(alpha=0.3)
+    return _save(figure, Path(out_dir) / "compare_mean_acc.png")
