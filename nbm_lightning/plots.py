@@ -2,15 +2,16 @@
 the scatter of two files' mean accuracies. Matplotlib (Agg, no pyplot state) is imported on first use."""
 from __future__ import annotations
 
+import io
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .bench import METRICS, Benchmark, Comparison, compare, require, shared_rows
+from .records import atomic_write_bytes
 
 DPI = 120  # resolution of every PNG
 
@@ -27,19 +28,10 @@ def _figure(width: float, height: float) -> Any:
 
 
 def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
-    """Write a figure as PNG atomically: a temporary file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            figure.savefig(handle, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a plot is for everyone to read
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write a figure as PNG atomically (temporary file, then rename)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def _display(bench: Benchmark, metric: str) -> np.ndarray:
