@@ -1,0 +1,490 @@
+"""CIFAR-10 for training (ORIGINAL.md, "Training recipe"): the published augmentation and a LightningDataModule.
+
+Two pipelines give the same data. "torchvision" is the published one: a DataLoader over torchvision's CIFAR10
+with RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize. "tensor" (the default) holds the
+uint8 images in one tensor on the training device and applies the same crop, flip and normalization as batched
+tensor ops, drawn per epoch from a generator seeded by (seed, epoch): no workers, and a resumed run sees exactly
+the batches of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from numbers import Integral
+from pathlib import Path
+from typing import Callable, Iterator, Sequence, Union
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from torchvision.datasets import CIFAR10
+
+from .cli import UserError
+from .config import PIPELINES
+
+CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)  # the published Normalize values
+CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
+CROP_SIZE = 32
+CROP_PADDING = 4
+SKIP_MD5_ENV = "NBM_CIFAR_SKIP_MD5"  # "1": accept CIFAR-10 files without torchvision's md5 check (presence only)
+TRAIN_SIZE = 50000  # images in the CIFAR-10 training set
+
+ChannelStats = Union[Sequence[float], Tensor]
+Batch = tuple[Tensor, Tensor]
+
+
+class DataMissingError(UserError):
+    """CIFAR-10 is not where it should be (or fails its md5 check), and was not (or could not be) downloaded."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Augmentation as batched tensor ops
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def normalize(images: Tensor, mean: ChannelStats, std: ChannelStats) -> Tensor:
+    """uint8 [B, C, H, W] -> float32, exactly as ToTensor (/255) then Normalize(mean, std)."""
+    return images.float().div_(255).sub_(_per_channel(mean, images.device)).div_(_per_channel(std, images.device))
+
+
+def augment(
+    images: Tensor, offsets: Tensor, flips: Tensor, mean: ChannelStats, std: ChannelStats, padding: int = CROP_PADDING
+) -> Tensor:
+    """Zero-pad by `padding`, crop at `offsets` (y, x), flip where `flips`, normalize: [B,3,H,W] uint8 -> float32."""
+    b, c, h, w = images.shape
+    padded = F.pad(images, (padding,) * 4).flatten(2)
+    index = _crop_index(offsets.long(), flips.bool(), h, w, w + 2 * padding)
+    crops = padded.gather(2, index[:, None, :].expand(b, c, h * w))
+    return normalize(crops.view(b, c, h, w), mean, std)
+
+
+def sample_augment_params(
+    n: int, generator: torch.Generator, device: torch.device | str, padding: int = CROP_PADDING
+) -> tuple[Tensor, Tensor]:
+    """Offsets [n, 2] uniform in 0..2*padding per image and axis, and flips [n] bool with p = 0.5."""
+    offsets = torch.randint(0, 2 * padding + 1, (n, 2), generator=generator, device=device)
+    flips = torch.rand(n, generator=generator, device=device) < 0.5
+    return offsets, flips
+
+
+def epoch_generator(seed: int, epoch: int, device: torch.device | str) -> torch.Generator:
+    """A generator on `device` seeded from (seed, epoch) alone: the same stream for the same pair."""
+    high, low = np.random.SeedSequence([seed, epoch]).generate_state(2, dtype=np.uint32)
+    return torch.Generator(device=device).manual_seed(int(high) << 32 | int(low))
+
+
+def _per_channel(values: ChannelStats, device: torch.device) -> Tensor:
+    """Per-channel values as float32 [1, C, 1, 1] on `device`."""
+    return torch.as_tensor(values, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+
+def _crop_index(offsets: Tensor, flips: Tensor, height: int, width: int, padded_width: int) -> Tensor:
+    """For each output pixel, its flat index [B, H*W] in the padded image (crop at offsets, then flip)."""
+    rows = offsets[:, :1] + torch.arange(height, device=offsets.device)
+    cols = offsets[:, 1:] + torch.arange(width, device=offsets.device)
+    cols = torch.where(flips[:, None], cols.flip(1), cols)
+    return (rows[:, :, None] * padded_width + cols[:, None, :]).flatten(1)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The tensor pipeline's loader
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class TensorLoader:
+    """Batches (x float32 normalized [B,3,32,32], y int64 [B]) from uint8 images held on one device."""
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        epoch_fn: Callable[[], int] | None = None,
+    ):
+        _check_images(images, labels)
+        self.images, self.labels, self.train, self.epoch_fn = images, labels, train, epoch_fn
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.seed = _check_int("seed", seed, 0)
+        self._mean = _per_channel(CIFAR10_MEAN, images.device)
+        self._std = _per_channel(CIFAR10_STD, images.device)
+        self._iterations = 0
+
+    def __len__(self) -> int:
+        """Number of batches, the last partial one included."""
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        """One epoch: for training, shuffled and augmented from the (seed, epoch) generator; else in order."""
+        if not self.train:
+            return self._eval_batches()
+        n, device = len(self.labels), self.images.device
+        generator = epoch_generator(self.seed, self._next_epoch(), device)
+        order = torch.randperm(n, generator=generator, device=device)
+        offsets, flips = sample_augment_params(n, generator, device)
+        return self._train_batches(order, offsets, flips)
+
+    def _next_epoch(self) -> int:
+        """The epoch about to run: from epoch_fn when given, else this loader's own count of epochs."""
+        if self.epoch_fn is not None:
+            return int(self.epoch_fn())
+        self._iterations += 1
+        return self._iterations - 1
+
+    def _train_batches(self, order: Tensor, offsets: Tensor, flips: Tensor) -> Iterator[Batch]:
+        """Augmented batches in `order`, image order[i] with offsets[i] and flips[i]."""
+        for start in range(0, len(order), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            index = order[part]
+            x = augment(self.images[index], offsets[part], flips[part], self._mean, self._std)
+            yield x, self.labels[index]
+
+    def _eval_batches(self) -> Iterator[Batch]:
+        """Normalized batches in dataset order, no augmentation."""
+        for start in range(0, len(self.labels), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            yield normalize(self.images[part], self._mean, self._std), self.labels[part]
+
+
+def _check_images(images: Tensor, labels: Tensor) -> None:
+    """ValueError unless images are uint8 [N, 3, H, W] and labels [N] on the same device."""
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be uint8 [N, 3, H, W], got {images.dtype} {list(images.shape)}")
+    if labels.dtype != torch.int64 or labels.shape != images.shape[:1] or labels.device != images.device:
+        raise ValueError(
+            f"labels must be int64 [{len(images)}] on {images.device}, "
+            f"got {labels.dtype} {list(labels.shape)} on {labels.device}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files: presence, md5, download
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class PresenceCheckedCIFAR10(CIFAR10):
+    """torchvision's CIFAR10 whose integrity check only asks that the files exist (no md5)."""
+
+    train_list = [[name, None] for name, _ in CIFAR10.train_list]
+    test_list = [[name, None] for name, _ in CIFAR10.test_list]
+    meta = {**CIFAR10.meta, "md5": None}  # check_integrity(path, md5=None) checks presence only
+
+
+def dataset_class() -> type[CIFAR10]:
+    """CIFAR10, or PresenceCheckedCIFAR10 where $NBM_CIFAR_SKIP_MD5 is "1"."""
+    return PresenceCheckedCIFAR10 if os.environ.get(SKIP_MD5_ENV) == "1" else CIFAR10
+
+
+def cifar10_folder(root: str | os.PathLike) -> Path:
+    """The folder torchvision reads: root/cifar-10-batches-py."""
+    return Path(root).expanduser().absolute() / CIFAR10.base_folder
+
+
+def missing_files(root: str | os.PathLike) -> list[str]:
+    """The CIFAR-10 files absent from root/cifar-10-batches-py."""
+    names = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
+    return [name for name in names if not (cifar10_folder(root) / name).is_file()]
+
+
+def _by_hand(root: str | os.PathLike) -> str:
+    """How to put CIFAR-10 into `root` by hand."""
+    return f"extract {CIFAR10.url} so that {CIFAR10.base_folder} lies in {Path(root).expanduser().absolute()}"
+
+
+def require_cifar10(root: str | os.PathLike) -> None:
+    """DataMissingError unless every CIFAR-10 file is in root/cifar-10-batches-py."""
+    missing = missing_files(root)
+    if missing:
+        raise DataMissingError(
+            f"CIFAR-10 not found in {cifar10_folder(root)} (missing {', '.join(missing)}): "
+            f"download it with --download=true (download=True), or {_by_hand(root)}"
+        )
+
+
+def open_cifar10(root: str | os.PathLike, train: bool) -> CIFAR10:
+    """One split of CIFAR-10 (no transform), turning absent or corrupted files into DataMissingError."""
+    require_cifar10(root)
+    try:
+        return dataset_class()(str(Path(root).expanduser()), train=train)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+        raise DataMissingError(
+            f"CIFAR-10 in {cifar10_folder(root)} fails torchvision's md5 check: download it again with "
+            f"--download=true (download=True), or {_by_hand(root)}; for synthetic data set {SKIP_MD5_ENV}=1"
+        ) from err
+
+
+def download_cifar10(root: str | os.PathLike) -> None:
+    """Download and extract CIFAR-10 into root unless it is there; failures become DataMissingError."""
+    for train in (True, False):
+        try:
+            dataset_class()(str(Path(root).expanduser()), train=train, download=True)
+        except (OSError, RuntimeError) as err:  # no network, refused, bad archive
+            raise DataMissingError(
+                f"could not download CIFAR-10 into {cifar10_folder(root)} ({_one_line(err)}): "
+                f"{_by_hand(root)}"
+            ) from err
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception as one line: its type and message, whitespace collapsed."""
+    return " ".join(f"{type(err).__name__}: {err}".split())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The torchvision pipeline
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def train_transform() -> transforms.Compose:
+    """The published training transform: RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize."""
+    return transforms.Compose(
+        [
+            transforms.RandomCrop(CROP_SIZE, padding=CROP_PADDING),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ]
+    )
+
+
+def eval_transform() -> transforms.Compose:
+    """The published evaluation transform: ToTensor, Normalize."""
+    return transforms.Compose([transforms.ToTensor(), transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
+
+
+class IndexedDataset(Dataset):
+    """The images `indices` of an untransformed CIFAR10, with `transform` applied to each."""
+
+    def __init__(self, base: CIFAR10, indices: Sequence[int], transform: Callable):
+        self.base, self.indices, self.transform = base, list(indices), transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        image, label = self.base[self.indices[i]]
+        return self.transform(image), label
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The DataModule
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def split_indices(n_train: int, val_size: int, split_seed: int) -> tuple[list[int], list[int]]:
+    """(train, val) indices, each sorted: val is `val_size` images drawn by randperm(split_seed)."""
+    if val_size and val_size >= n_train:
+        raise ValueError(f"val_size must be below the {n_train} training images, got {val_size}")
+    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(split_seed)).tolist()
+    return sorted(perm[val_size:]), sorted(perm[:val_size])
+
+
+def _first(indices: Sequence[int], limit: int) -> list[int]:
+    """The first `limit` indices (all of them for limit 0)."""
+    return list(indices[:limit] if limit else indices)
+
+
+def _tensor_split(base: CIFAR10, indices: list[int], device: torch.device) -> tuple[Tensor, Tensor]:
+    """Images uint8 [N, 3, 32, 32] and labels int64 [N] of `indices`, on `device`."""
+    images = torch.from_numpy(base.data[indices]).to(device).permute(0, 3, 1, 2).contiguous()
+    labels = torch.as_tensor(base.targets, dtype=torch.int64)[indices].to(device)
+    return images, labels
+
+
+class CIFAR10DataModule(pl.LightningDataModule):
+    """CIFAR-10 train / per-epoch evaluation / test loaders for the published recipe, in either pipeline."""
+
+    def __init__(
+        self,
+        data_dir: str | os.PathLike = "./data",
+        batch_size: int = 256,
+        eval_batch_size: int = 1024,
+        pipeline: str = "tensor",
+        val_size: int = 0,
+        split_seed: int = 0,
+        download: bool = True,
+        train_limit: int = 0,
+        eval_limit: int = 0,
+        num_workers: int = 0,
+        seed: int = 0,
+        device: str | None = None,
+    ):
+        super().__init__()
+        self.data_dir = _check_path("data_dir", data_dir)
+        self.batch_size = _check_int("batch_size", batch_size, 1)
+        self.eval_batch_size = _check_int("eval_batch_size", eval_batch_size, 1)
+        self.pipeline = _check_choice("pipeline", pipeline, PIPELINES)
+        self.val_size = _check_int("val_size", val_size, 0, TRAIN_SIZE - 1)
+        self.split_seed = _check_int("split_seed", split_seed, 0)
+        self.download = _check_bool("download", download)
+        self.train_limit = _check_int("train_limit", train_limit, 0)
+        self.eval_limit = _check_int("eval_limit", eval_limit, 0)
+        self.num_workers = _check_int("num_workers", num_workers, 0)
+        self.seed = _check_int("seed", seed, 0)
+        self.device = _check_device("device", device)
+        self._loaded: dict[str, object] = {}  # split name -> (images, labels) or Dataset
+        self._loaded_on: torch.device | None = None  # None until setup()
+        self._num_classes = 0
+        self._train_indices: list[int] = []
+        self._val_indices: list[int] | None = None
+
+    @property
+    def eval_split(self) -> str:
+        """The per-epoch evaluation split: "test" as published (val_size 0), else "val"."""
+        return "val" if self.val_size else "test"
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the dataset (after setup)."""
+        self._require_setup()
+        return self._num_classes
+
+    @property
+    def val_indices(self) -> list[int] | None:
+        """The training-set indices held out for validation (sorted), None when val_size is 0 (after setup)."""
+        self._require_setup()
+        return self._val_indices
+
+    @property
+    def train_indices(self) -> list[int]:
+        """The training-set indices trained on (sorted, before train_limit; after setup)."""
+        self._require_setup()
+        return self._train_indices
+
+    def prepare_data(self) -> None:
+        """Download CIFAR-10 (download=True), else check that its files are there."""
+        if self.download:
+            download_cifar10(self.data_dir)
+        else:
+            require_cifar10(self.data_dir)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load both CIFAR-10 splits, split off the validation images, apply the limits (once per device)."""
+        device = self._target_device()
+        if self._loaded_on == device:
+            return
+        bases = {"train": open_cifar10(self.data_dir, train=True), "test": open_cifar10(self.data_dir, train=False)}
+        train, val = split_indices(len(bases["train"]), self.val_size, self.split_seed)
+        self._train_indices, self._val_indices = train, (val if self.val_size else None)
+        chosen = self._chosen_images(len(bases["test"]))
+        self._loaded = {name: self._build(name, bases, indices, device) for name, indices in chosen.items()}
+        self._num_classes, self._loaded_on = len(bases["train"].classes), device
+
+    def train_dataloader(self) -> TensorLoader | DataLoader:
+        """Shuffled, augmented training batches (last partial batch kept)."""
+        return self._loader("train")
+
+    def val_dataloader(self) -> TensorLoader | DataLoader:
+        """The per-epoch evaluation split (test set as published, or the val subset), in order, no augmentation."""
+        return self._loader(self.eval_split)
+
+    def test_dataloader(self) -> TensorLoader | DataLoader:
+        """The test set, in order, no augmentation."""
+        return self._loader("test")
+
+    def _target_device(self) -> torch.device:
+        """Where the tensor pipeline keeps the images: `device`, else the trainer's root device, else cpu."""
+        if self.device is not None:
+            return torch.device(self.device)
+        if self.trainer is not None:
+            return self.trainer.strategy.root_device
+        return torch.device("cpu")
+
+    def _chosen_images(self, n_test: int) -> dict[str, list[int]]:
+        """The images of each split to load, limits applied: train, test, and val when val_size > 0."""
+        chosen = {"train": _first(self._train_indices, self.train_limit), "test": _first(range(n_test), self.eval_limit)}
+        if self._val_indices is not None:
+            chosen["val"] = _first(self._val_indices, self.eval_limit)
+        return chosen
+
+    def _build(self, name: str, bases: dict[str, CIFAR10], indices: list[int], device: torch.device) -> object:
+        """One split as the pipeline holds it: tensors on `device`, or a transformed Dataset."""
+        base = bases["test" if name == "test" else "train"]
+        if self.pipeline == "tensor":
+            return _tensor_split(base, indices, device)
+        return IndexedDataset(base, indices, train_transform() if name == "train" else eval_transform())
+
+    def _loader(self, split: str) -> TensorLoader | DataLoader:
+        """The loader of a loaded split: training shuffles and augments, evaluation keeps order."""
+        self._require_setup()
+        data = self._loaded[split]
+        train = split == "train"
+        batch_size = self.batch_size if train else self.eval_batch_size
+        if self.pipeline == "tensor":
+            return TensorLoader(*data, batch_size, train=train, seed=self.seed, epoch_fn=self._epoch_fn() if train else None)
+        return DataLoader(
+            data,
+            batch_size,
+            shuffle=train,
+            generator=torch.Generator().manual_seed(self.seed) if train else None,
+            drop_last=False,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def _epoch_fn(self) -> Callable[[], int] | None:
+        """Reads the epoch the attached trainer is about to train (None without a trainer).
+
+        That is the fit loop's count of processed epochs, the value Lightning gives samplers' set_epoch:
+        `trainer.current_epoch` still reads one less when the loader is iterated after resuming from an
+        end-of-epoch checkpoint, which would replay the previous epoch's batches.
+        """
+        trainer = self.trainer
+        return None if trainer is None else (lambda: trainer.fit_loop.epoch_progress.current.processed)
+
+    def _require_setup(self) -> None:
+        """RuntimeError when setup() has not run yet."""
+        if self._loaded_on is None:
+            raise RuntimeError("CIFAR10DataModule: call setup() first")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Argument checks: ValueError naming the value and what is allowed
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
+    """`value` as an int if it is an integer (not a bool) in low..high."""
+    if isinstance(value, Integral) and not isinstance(value, bool) and low <= value and (high is None or value <= high):
+        return int(value)
+    allowed = f"in {low}..{high}" if high is not None else f">= {low}"
+    raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
+
+
+def _check_choice(name: str, value: object, choices: Sequence[str]) -> str:
+    """`value` if it is one of `choices`."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
+def _check_bool(name: str, value: object) -> bool:
+    """`value` if it is a bool."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def _check_path(name: str, value: object) -> str:
+    """`value` as a str if it is a non-empty path."""
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise ValueError(f"{name} must be a non-empty path, got {value!r}")
+    return os.fspath(value)
+
+
+def _check_device(name: str, value: object) -> str | None:
+    """`value` if it is None or a torch device string such as "cpu", "cuda", "cuda:1"."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        with contextlib.suppress(RuntimeError):
+            torch.device(value)  # RuntimeError for a malformed device string
+            return value
+    raise ValueError(f"{name} must be None or a torch device such as 'cpu' or 'cuda:0', got {value!r}")
