@@ -249,3 +249,22 @@ def test_training_learns(tmp_path, learnable_data):
     losses = record["curves"]["train_loss"]
     assert losses[-1] < 0.7 * losses[0]
     assert record["test_acc_final"] > 40.0  # chance is 10%
+
+
+# ---------------------------------------------------------------- W&B mode: never a prompt
+def test_wandb_mode_resolution(tmp_path, monkeypatch):
+    from nbm_lightning.tracking import has_credentials, resolve_mode
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    assert not has_credentials() and resolve_mode("auto") == "offline"
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password abc\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert has_credentials() and resolve_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    assert not has_credentials()
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert resolve_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert resolve_mode("auto") == "disabled" and resolve_mode("offline") == "offline"
