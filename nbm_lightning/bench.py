@@ -1,6 +1,7 @@
 """Query API over a NAS-Bench-Macro results file, rank statistics to compare two files, and the bench CLI.
 
-`Benchmark.load(path)` reads the published format (auto-detected); `query`, `archs`, `top`, `pareto`,
+`Benchmark.load(path)` reads the published format or this project's extended export (auto-detected;
+the extended one by its primary metric, best or final); `query`, `archs`, `top`, `pareto`,
 `sample` and `to_frame` answer from numpy arrays with one row per canonical code; `compare(a, b)` says
 how well two files agree and how that sits against the seed-to-seed noise within each.
 `python -m nbm_lightning.bench {query,top,compare,plot}` is the command line.
@@ -309,10 +310,28 @@ def detect_format(data: Any, source: str) -> str:
 
 
 def _load_extended(data: dict[str, Any], source: str) -> Benchmark:
-    """The extended format is defined by a later version; refuse it clearly."""
-    raise BenchmarkFormatError(
-        f"{source!r} is in the extended format {data['format']!r}, not supported by this version of nbm_lightning"
-    )
+    """This project's extended export: per-seed accuracies of the file's primary metric (best or final)."""
+    from . import extended
+
+    try:
+        extended.validate(data, source)
+    except ValueError as err:
+        raise BenchmarkFormatError(str(err)) from None
+    metric = data["provenance"]["metric"]
+    key = {"best": "test_acc_best", "final": "test_acc_final"}[metric]
+    records = [_extended_record(code, arch, key, source) for code, arch in data["archs"].items()]
+    if not records:
+        raise BenchmarkFormatError(f"{source!r} holds no architectures")
+    return Benchmark.from_records(records, source)
+
+
+def _extended_record(code: str, arch: dict[str, Any], key: str, source: str) -> Record:
+    """One architecture of an extended file as a Record."""
+    acc = [run[key] for run in arch["runs"]]
+    if any(a is None for a in acc):
+        raise BenchmarkFormatError(f"{source!r}: {code} lacks {key} for some seed")
+    values = np.asarray(acc, dtype=np.float64)
+    return Record(code, tuple(acc), float(values.mean()), float(values.std()), int(arch["params"]), int(arch["flops"]))
 
 
 def _load_published(data: dict[str, Any], source: str) -> Benchmark:

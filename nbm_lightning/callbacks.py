@@ -53,7 +53,8 @@ class RunRecorder(pl.Callback):
         self.written = True
         run = _wandb_run(trainer)
         if run is not None:
-            run.summary.update({k: record[k] for k in ("status", "test_acc_final", "test_acc_best", "best_epoch") if record.get(k) is not None})
+            keys = ("status", "test_acc_final", "test_acc_best", "best_epoch", "epochs_completed", "finished_at")
+            run.summary.update({k: record[k] for k in keys if record.get(k) is not None})
         return self.path
 
     def build(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None) -> dict[str, Any]:

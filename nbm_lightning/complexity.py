@@ -43,13 +43,23 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...] = INPUT_SHAPE) ->
         total += _weight_macs(module, output)
 
     handles = [m.register_forward_hook(hook) for m in meta.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    norms = [m for m in meta.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:  # shape-preserving and MAC-free; torch's meta batch_norm is slow Python (imports dynamo)
+        norm.forward = _passthrough
     try:
         with torch.no_grad():
             meta.eval()(torch.empty(input_shape, device="meta"))
     finally:
         for handle in handles:
             handle.remove()
+        for norm in norms:
+            del norm.forward
     return total
+
+
+def _passthrough(x: torch.Tensor) -> torch.Tensor:
+    """Stand-in forward of a BatchNorm while counting MACs on the meta device."""
+    return x
 
 
 def ptflops_macs(model: nn.Module) -> int:

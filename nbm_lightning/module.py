@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Iterable
 
 import pytorch_lightning as pl
 import torch
@@ -25,6 +25,12 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite: the run is failed, never recorded as complete."""
 
 
+def make_sgd(parameters: Iterable[nn.Parameter], recipe: Recipe, sgd_impl: str = "auto") -> torch.optim.SGD:
+    """The recipe's SGD at the first epoch's learning rate; sgd_impl 'auto', 'foreach' or 'fused'."""
+    r, impl = recipe, {"auto": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[sgd_impl]
+    return torch.optim.SGD(parameters, lr=r.lr_at(0), momentum=r.momentum, weight_decay=r.weight_decay, nesterov=r.nesterov, **impl)
+
+
 class MacroNetModule(pl.LightningModule):
     """Cross-entropy + SGD with the recipe's cosine schedule; per-epoch metrics reduced on the device."""
 
@@ -43,13 +49,17 @@ class MacroNetModule(pl.LightningModule):
         return self.net(x.contiguous(memory_format=self.memory_format))
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> torch.Tensor:
-        """Forward, loss, and device-side metric updates (no host synchronisation)."""
+        """Forward, loss, and device-side metric updates (no host synchronisation).
+
+        The metric gets the per-image losses: an exact mean over images, and no Python-number weight (which
+        MeanMetric copies to the device, a blocking copy on CUDA, and ignores under nan_strategy="disable").
+        """
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
-        loss_metric.update(loss.detach(), weight=y.shape[0])
+        losses = F.cross_entropy(logits, y, reduction="none")
+        loss_metric.update(losses.detach())
         acc_metric.update(logits.detach(), y)
-        return loss
+        return losses.mean()
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._step(batch, self.train_loss, self.train_acc)
@@ -61,9 +71,7 @@ class MacroNetModule(pl.LightningModule):
         self._step(batch, self.test_loss, self.test_acc)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        r = self.recipe
-        impl = {"auto": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[self.sgd_impl]
-        return torch.optim.SGD(self.parameters(), lr=r.lr_at(0), momentum=r.momentum, weight_decay=r.weight_decay, nesterov=r.nesterov, **impl)
+        return make_sgd(self.parameters(), self.recipe, self.sgd_impl)
 
     def on_train_epoch_start(self) -> None:
         """Set this epoch's learning rate from the recipe (a pure function of the epoch: resume-safe)."""

@@ -183,7 +183,8 @@ def _published_copy(published: dict) -> dict:
         (lambda p: {**p, "00000000": {**p["00000000"], "test_acc": []}}, "record '00000000' has test_acc"),
         (lambda p: {**p, "00000001": {**p["00000001"], "mean_acc": 1.0}},
          "breaks the published invariant: key '00000001' differs from its canonical code '00000010'"),
-        (lambda p: {"format": "nbm_lightning.benchmark/1", "archs": {}}, "extended format .* not supported by this version"),
+        (lambda p: {"format": "nbm_lightning.extended", "version": 99, "archs": {}}, "not a valid nbm_lightning.extended v1 file: version 99"),
+        (lambda p: {"format": "nbm_lightning.other"}, "not a valid nbm_lightning.extended v1 file"),
     ],
 )
 def test_load_rejects_wrong_shapes_in_one_line(tmp_path, published, make, match):
