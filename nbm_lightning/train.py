@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
-import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,11 @@ from .fit import Job
 from .model import MacroNet
 from .module import MacroNetModule, NonFiniteLossError
 from .tracking import make_logger, resolve_mode
+
+
+# Lightning notices that do not apply here: we log once per epoch, never per step.
+warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 
 def train(job: Job) -> int:
