@@ -1,19 +1,21 @@
 """Does the fast path compute the same function as the reference path? PASS/FAIL with the largest difference.
 
 Both paths are float32 approximations of one function, so each is judged against the exact one (float64, contiguous,
-default SGD) and must be about as close to it as the reference path is. From identical weights and identical batches
-(the tensor pipeline's augmented batches, fed to every path), for each fast-path variant (channels_last, fused or
-foreach SGD, cudnn.benchmark on, optionally compiled) against the reference path (contiguous, PyTorch's default SGD,
-cudnn.benchmark off):
-  1. gradients of the first batch: the variant's error against float64 at most NOISE_FACTOR x the reference's
-     (or the tolerance, relative to the largest gradient);
+default SGD). From identical weights and identical batches (the tensor pipeline's augmented batches, fed to every
+path), each fast-path variant (channels_last, fused or foreach SGD, cudnn.benchmark on, optionally compiled) is
+compared with the reference path (contiguous, PyTorch's default SGD, cudnn.benchmark off):
+  1. gradients of the first batch: the variant's error against float64 (L2 norm of the difference over the L2 norm
+     of the gradient) at most the tolerance or NOISE_FACTOR x the reference's own error;
   2. the optimizer: from identical weights and gradients, two steps of the variant's SGD equal the default SGD's;
-  3. the loss at each of a few SGD steps of the recipe, and after the last: the difference from the reference at
-     most NOISE_FACTOR x the reference's own distance from float64 so far (or the tolerance). The first steps at
-     lr 0.1 amplify rounding chaotically (float32 drifts from float64 by up to ~1e-2 in five steps), so a fixed
-     tolerance cannot judge them.
-TF32 is switched off on CUDA (it is the same on both paths; `--tf32` keeps PyTorch's defaults, tolerance 5e-3).
-Exit status 1 on any FAIL.
+  3. the loss at each of a few SGD steps of the recipe, and after the last: its difference from the reference's at
+     most the tolerance (relative) or NOISE_FACTOR x the reference's largest distance from float64 over the steps.
+Why tolerances of 1e-3 and not 1e-6: single ops agree to ~1e-7, but gradients of a ReLU/BatchNorm network at
+initialisation are ill-conditioned (a pre-activation that rounding moves across 0 flips its ReLU mask; with a smooth
+activation instead of ReLU both paths agree to 1e-6), so two float32 summation orders give gradients that differ by
+1e-4..1e-2, and the first steps at lr 0.1 amplify that chaotically. On the CPU, the channels_last BatchNorm kernel
+is far less accurate than the contiguous one (~100x the error at 256 x 32 x 32 values per channel): there the
+gradient check fails at the full batch of 256 while the losses still agree to ~1e-4. TF32 is switched off on CUDA (it is the same on both paths; `--tf32` keeps
+PyTorch's defaults, tolerance 1e-2). Exit status 1 on any FAIL.
 
     python -m benchmarks.fastpath_check --device cuda [--arch 12012012] [--steps 5] [--compile auto|on|off]
 """
@@ -31,11 +33,11 @@ from torch import Tensor, nn
 
 from benchmarks.train_speed import Batch, PlainLoop, TrainPath, make_net
 from nbm_lightning.config import Recipe
-from nbm_lightning.module import make_sgd
 from nbm_lightning.data import TensorLoader
+from nbm_lightning.module import make_sgd
 
 REFERENCE = TrainPath("reference", sgd_impl="auto", cudnn_benchmark=False)
-TOLERANCE = {"fp32": 1e-4, "tf32": 5e-3}  # relative floors for gradients and losses
+TOLERANCE = {"fp32": 1e-3, "tf32": 1e-2}  # relative: gradients (L2) and losses
 UPDATE_TOLERANCE = 1e-6  # relative: fused / foreach SGD against the default on identical gradients
 NOISE_FACTOR = 10.0  # a variant may be this many times further from float64 than the reference is
 
@@ -45,22 +47,23 @@ class Outcome:
     """One variant against the reference: gradient, optimizer and loss differences, the float noise, the verdict."""
 
     variant: str
-    grad_error: float  # step 1: max |grad - float64 grad| / max |float64 grad|, this variant
+    grad_error: float  # step 1: |grad - float64 grad| / |float64 grad| (L2 norms over all parameters), this variant
     reference_grad_error: float  # the same for the reference path
     update_diff: float  # two SGD steps on identical gradients: max |param diff| / max |param|
-    loss_diffs: list[float]  # per step (and after the last): |loss - reference loss|
-    noise: list[float]  # per step: the reference's largest |loss - float64 loss| so far
+    loss_diffs: list[float]  # per step (and after the last): |loss - reference loss| / max(1, |reference loss|)
+    noise: float  # the reference's largest |loss - float64 loss| / max(1, |loss|) over the steps
     tolerance: float
 
-    def loss_limits(self) -> list[float]:
-        return [max(self.tolerance, NOISE_FACTOR * n) for n in self.noise]
+    @property
+    def loss_limit(self) -> float:
+        return max(self.tolerance, NOISE_FACTOR * self.noise)
 
     def failures(self) -> list[str]:
         """What failed, as short phrases (empty when the variant passes)."""
         grad_limit = max(self.tolerance, NOISE_FACTOR * self.reference_grad_error)
         failed = ["gradients"] if self.grad_error > grad_limit else []
         failed += ["optimizer"] if self.update_diff > UPDATE_TOLERANCE else []
-        steps = [i + 1 for i, (d, lim) in enumerate(zip(self.loss_diffs, self.loss_limits())) if d > lim]
+        steps = [i + 1 for i, diff in enumerate(self.loss_diffs) if diff > self.loss_limit]
         return failed + ([f"loss at steps {steps}"] if steps else [])
 
     @property
@@ -68,11 +71,10 @@ class Outcome:
         return not self.failures()
 
     def line(self) -> str:
-        worst = max(range(len(self.loss_diffs)), key=lambda i: self.loss_diffs[i] / self.loss_limits()[i])
         verdict = "PASS" if self.passed else f"FAIL ({', '.join(self.failures())})"
-        return (f"{verdict} {self.variant}: grad error {self.grad_error:.1e} (reference {self.reference_grad_error:.1e}); "
-                f"SGD update diff {self.update_diff:.1e}; max loss diff {max(self.loss_diffs):.1e}, worst step {worst + 1}: "
-                f"{self.loss_diffs[worst]:.1e} vs limit {self.loss_limits()[worst]:.1e}")
+        return (f"{verdict} {self.variant}: grad error vs float64 {self.grad_error:.1e} (reference {self.reference_grad_error:.1e}); "
+                f"SGD update diff {self.update_diff:.1e}; max loss diff {max(self.loss_diffs):.1e} (limit {self.loss_limit:.1e}; "
+                f"reference vs float64 {self.noise:.1e})")
 
 
 def variants(device: torch.device, compile: str) -> list[TrainPath]:
@@ -135,21 +137,21 @@ def update_diff(sgd_impl: str, device: torch.device, seed: int = 0) -> float:
 
 
 def reference_run(code: str, data: list[Batch], device: torch.device) -> dict[str, Tensor]:
-    """The reference's gradients and trajectory, float64's, and the reference's running distance from float64."""
+    """The reference's gradients and trajectory, float64's gradients, and the reference's largest relative loss distance from float64."""
     exact = {"grads": gradients(code, REFERENCE, data[0], device, torch.float64),
              "losses": trajectory(code, REFERENCE, data, device, torch.float64)}
     grads, losses = gradients(code, REFERENCE, data[0], device), trajectory(code, REFERENCE, data, device)
-    noise = (losses - exact["losses"]).abs().cummax(0).values
+    noise = ((losses - exact["losses"]).abs() / losses.abs().clamp_min(1.0)).max()
     return {"grads": grads, "losses": losses, "noise": noise, "exact_grads": exact["grads"]}
 
 
 def compare(code: str, path: TrainPath, reference: dict[str, Tensor], data: list[Batch], device: torch.device, tolerance: float) -> Outcome:
     """Gradients, optimizer and trajectory of `path` on the same weights and batches, against the reference."""
     exact = reference["exact_grads"]
-    error = lambda grads: ((grads - exact).abs().max() / exact.abs().max()).item()  # noqa: E731
-    loss_diffs = (trajectory(code, path, data, device) - reference["losses"]).abs()
+    error = lambda grads: ((grads - exact).norm() / exact.norm()).item()  # noqa: E731
+    loss_diffs = (trajectory(code, path, data, device) - reference["losses"]).abs() / reference["losses"].abs().clamp_min(1.0)
     return Outcome(path.name, error(gradients(code, path, data[0], device)), error(reference["grads"]), update_diff(path.sgd_impl, device),
-                   loss_diffs.tolist(), reference["noise"].tolist(), tolerance)
+                   loss_diffs.tolist(), reference["noise"].item(), tolerance)
 
 
 def check(code: str, device: torch.device, steps: int = 5, batch_size: int = 256, compile: str = "auto", tf32: bool = False) -> list[Outcome]:
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     for outcome in outcomes:
         print(outcome.line())
     if args.json:
-        rows = [{**vars(o), "loss_limits": o.loss_limits(), "failures": o.failures(), "passed": o.passed} for o in outcomes]
+        rows = [{**vars(o), "loss_limit": o.loss_limit, "failures": o.failures(), "passed": o.passed} for o in outcomes]
         Path(args.json).write_text(json.dumps({"arch": args.arch, "device": args.device, "steps": args.steps, "outcomes": rows}, indent=1))
     print("fastpath_check:", "PASS" if all(o.passed for o in outcomes) else "FAIL")
     return 0 if all(o.passed for o in outcomes) else 1

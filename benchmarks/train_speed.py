@@ -49,6 +49,7 @@ class TrainPath:
     precision: str = "32-true"
     eval_batch_size: int = 1024
     cudnn_benchmark: bool = True  # on in the published trainer, so on in both paths
+    tf32: bool = False  # the fit CLI's default: strict fp32 convolutions and matmuls
     num_workers: int = 0  # torchvision pipeline only
 
     def with_(self, **changes: Any) -> TrainPath:
@@ -89,7 +90,7 @@ class Steps:
 
 
 FULL = Steps(warmup=10, steps=100, eval_warmup=2, eval_steps=6)
-TINY = Steps(warmup=2, steps=4, eval_warmup=1, eval_steps=2, divisor=8)
+TINY = Steps(warmup=2, steps=8, eval_warmup=1, eval_steps=3, divisor=8)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,6 +164,7 @@ class PlainLoop:
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
         torch.backends.cudnn.benchmark = path.cudnn_benchmark
+        set_tf32(path.tf32)
 
     def forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Logits and per-image losses, accumulated into the device-side sums."""
@@ -246,9 +248,15 @@ class Stopwatch(pl.Callback):
                 "eval_warmup_s": m["eval_from"] - m["eval_begin"], "eval_s": m["eval_to"] - m["eval_from"]}
 
 
+def set_tf32(allowed: bool) -> None:
+    """TF32 in cuDNN convolutions and matmuls, as the fit CLI's --tf32 sets it."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
+
+
 def make_trainer(path: TrainPath, device: torch.device, callbacks: list[pl.Callback], **overrides: Any) -> pl.Trainer:
     """A Trainer as the fit CLI builds it, without logger, progress bar or checkpoints; one epoch unless overridden."""
     quiet_lightning()
+    set_tf32(path.tf32)
     settings = dict(
         max_epochs=1, accelerator="gpu" if device.type == "cuda" else device.type, devices=1, precision=path.precision,
         logger=False, callbacks=callbacks, enable_checkpointing=False, num_sanity_val_steps=0, benchmark=path.cudnn_benchmark,
@@ -298,7 +306,7 @@ def measure(code: str, path: TrainPath, data_dir: str | os.PathLike, steps: Step
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def barrier(folder: Path, parties: int, timeout_s: float = 600.0) -> None:
+def barrier(folder: Path, parties: int, timeout_s: float = 120.0) -> None:
     """Announce this process in `folder` and wait until `parties` processes have."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"ready-{os.getpid()}").touch()
@@ -329,20 +337,21 @@ class Window(pl.Callback):
             trainer.should_stop = True
 
 
-def run_window(code: str, path: TrainPath, data_dir: str, seconds: float, device: torch.device, meet: Callable[[], None]) -> dict[str, Any]:
+def run_window(code: str, path: TrainPath, data_dir: str, steps: Steps, seconds: float, device: torch.device,
+               meet: Callable[[], None]) -> dict[str, Any]:
     """Training images/s of one Lightning run over a `seconds` window that starts at the barrier."""
-    dm = make_datamodule(data_dir, path, FULL, device)
-    window = Window(FULL.warmup, seconds, device, meet)
+    dm = make_datamodule(data_dir, path, steps, device)
+    window = Window(steps.warmup, seconds, device, meet)
     trainer = make_trainer(path, device, [window], limit_val_batches=0, max_epochs=RECIPE.epochs)  # until the window closes
     trainer.fit(make_module(code, path, device), datamodule=dm)
     if window.result is None:
         raise RuntimeError(f"the {seconds} s window did not close within {RECIPE.epochs} epochs")
     n, elapsed = window.result
-    return {"arch": code, "path": path.name, "steps": n, "seconds": elapsed, "train_images_per_s": n * FULL.batch_size() / elapsed}
+    return {"arch": code, "path": path.name, "steps": n, "seconds": elapsed, "train_images_per_s": n * steps.batch_size() / elapsed}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """One concurrent run: `--arch CODE --data-dir D --barrier DIR --parties K --seconds S [--device cuda]`."""
+    """One concurrent run: `--arch CODE --data-dir D --barrier DIR --parties K --seconds S [--device cuda] [--size tiny]`."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=main.__doc__)
     parser.add_argument("--arch", required=True)
     parser.add_argument("--data-dir", required=True)
@@ -350,10 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parties", type=int, required=True)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--size", choices=("tiny", "full"), default="full")
     parser.add_argument("--compile", action="store_true")
     args = parser.parse_args(argv)
     meet = lambda: barrier(Path(args.barrier), args.parties)  # noqa: E731
-    result = run_window(args.arch, fast_path(args.compile), args.data_dir, args.seconds, torch.device(args.device), meet)
+    steps = TINY if args.size == "tiny" else FULL
+    result = run_window(args.arch, fast_path(args.compile), args.data_dir, steps, args.seconds, torch.device(args.device), meet)
     print(json.dumps(result))
     return 0
 

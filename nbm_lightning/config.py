@@ -85,6 +85,7 @@ class Execution:
     accelerator: str = _opt("auto", "Lightning accelerator", ACCELERATORS)
     cudnn_benchmark: bool = _opt(True, "cudnn.benchmark (on in the published trainer)")
     channels_last: bool = _opt(False, "channels_last memory format for the network and inputs")
+    tf32: bool = _opt(False, "allow TF32 in cuDNN convolutions and matmuls (Ampere+ GPUs): faster, not strict fp32")
     compile: bool = _opt(False, "torch.compile the network (one compile per run)")
     sgd_impl: str = _opt("auto", "SGD implementation: 'auto' (PyTorch's choice), 'foreach' or 'fused'", ("auto", "foreach", "fused"))
     results_dir: str = _opt("results", "where run records <canonical>-s<seed>.json are written")

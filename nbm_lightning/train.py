@@ -28,6 +28,7 @@ warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is depr
 def train(job: Job) -> int:
     """Run the job to a record; 0 when complete, 1 when the run failed (its record says why)."""
     pl.seed_everything(job.seed, workers=True, verbose=False)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = job.execution.tf32
     device = _device(job.execution.accelerator)
     dm = make_datamodule(job, device)
     dm.prepare_data()  # missing data fails here, before any W&B run or record exists

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The GPU figures of BENCHMARKS.md in one go (about 9 minutes on one H100 / H200), from the repository root:
+#
+#     bash benchmarks/gpu_check.sh
+#
+# 1. makes `nbm_lightning` importable (PYTHONPATH=.; pip install -e . quietly where its dependencies are missing)
+#    and records the machine;
+# 2. python -m benchmarks.fastpath_check on CUDA: does the fast path (compiled too) compute the reference's function?
+# 3. python -m benchmarks.run --device cuda --size full: every speed figure (a few hundred steps per architecture,
+#    projected to 50 epochs), optional parts skipped once BUDGET_S seconds have passed, the JSON rewritten after
+#    every section, so a run cut short still leaves its figures;
+# 4. the tables as Markdown (tables.md), also from a partial JSON.
+# Everything goes to $OUT if set, else ./bench_out. Exit status: 0 when every step passed.
+# A CPU dry run of the same logic: DEVICE=cpu SIZE=tiny FASTPATH_ARGS="--arch 12000000 --batch-size 8 --steps 3" bash benchmarks/gpu_check.sh
+set -uo pipefail
+
+OUT="${OUT:-./bench_out}"
+DEVICE="${DEVICE:-cuda}"
+SIZE="${SIZE:-full}"
+DATA_DIR="${DATA_DIR:-./data}"            # real CIFAR-10 when it is there, else synthetic data of the real size
+FASTPATH_ARGS="${FASTPATH_ARGS:-}"        # extra arguments of fastpath_check (default: 12012012, batch 256, 5 steps)
+FASTPATH_TIMEOUT="${FASTPATH_TIMEOUT:-140}"
+RUN_TIMEOUT="${RUN_TIMEOUT:-400}"
+BUDGET_S="${BUDGET_S:-270}"               # no optional measurement (bf16, concurrency, compile) starts after this
+PYTHON="${PYTHON:-python}"
+mkdir -p "$OUT"
+status=0
+
+step() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
+
+step "environment"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # the source tree serves where the package is not installed
+IMPORTS="import torch, torchvision, pytorch_lightning, torchmetrics, nbm_lightning.module, nbm_lightning.data"
+if ! "$PYTHON" -c "$IMPORTS" 2>/dev/null; then    # dependencies missing: install (needs the package index)
+    timeout 300 "$PYTHON" -m pip install -q --retries 1 --timeout 20 -e . >"$OUT/pip.log" 2>&1 \
+        || echo "pip install -e . failed (see $OUT/pip.log)"
+fi
+"$PYTHON" - <<'EOF' 2>&1 | tee "$OUT/environment.txt"
+import platform, torch, torchvision, pytorch_lightning, torchmetrics
+print("python", platform.python_version(), "| torch", torch.__version__, "| torchvision", torchvision.__version__,
+      "| pytorch_lightning", pytorch_lightning.__version__, "| torchmetrics", torchmetrics.__version__)
+print("cuda available:", torch.cuda.is_available(), "| torch CUDA", torch.version.cuda,
+      "| GPU:", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none")
+EOF
+[ "${PIPESTATUS[0]}" -eq 0 ] || { echo "the Python environment is incomplete: see $OUT/environment.txt"; exit 2; }
+command -v nvidia-smi >/dev/null && nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
+
+step "fastpath_check --device $DEVICE"
+timeout "$FASTPATH_TIMEOUT" "$PYTHON" -m benchmarks.fastpath_check --device "$DEVICE" $FASTPATH_ARGS \
+    --json "$OUT/fastpath_check.json" 2>&1 | tee "$OUT/fastpath_check.log"
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] || { echo "fastpath_check: exit status $rc (124: timed out after ${FASTPATH_TIMEOUT}s)"; status=1; }
+
+step "benchmarks.run --device $DEVICE --size $SIZE"
+timeout "$RUN_TIMEOUT" "$PYTHON" -m benchmarks.run --device "$DEVICE" --size "$SIZE" --data-dir "$DATA_DIR" \
+    --budget-s "$BUDGET_S" --out "$OUT/bench_${DEVICE}_${SIZE}.json" 2>&1 | tee "$OUT/bench_${DEVICE}_${SIZE}.log"
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] || { echo "benchmarks.run: exit status $rc (124: timed out after ${RUN_TIMEOUT}s; the JSON holds the sections done)"; status=1; }
+
+step "tables"
+if [ -s "$OUT/bench_${DEVICE}_${SIZE}.json" ]; then
+    "$PYTHON" -m benchmarks.tables "$OUT/bench_${DEVICE}_${SIZE}.json" >"$OUT/tables.md" && echo "written: $OUT/tables.md"
+else
+    echo "no benchmark JSON to render"; status=1
+fi
+echo "gpu_check: $([ "$status" -eq 0 ] && echo PASS || echo FAIL); outputs in $OUT"
+exit "$status"
