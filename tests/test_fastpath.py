@@ -196,6 +196,9 @@ def test_concurrent_runs_meet_at_the_barrier(data, tmp_path):
 
 
 def test_missing_export_module_is_reported_not_fatal(monkeypatch):
+    import benchmarks
+
     monkeypatch.setitem(sys.modules, "benchmarks.export", None)
+    monkeypatch.delattr(benchmarks, "export", raising=False)  # imported already by tests/test_export.py
     assert bench.guarded(lambda: bench.export_section(bench.SIZES["tiny"]))["status"].startswith("not available")
     assert bench.guarded(lambda: 1 / 0)["status"].startswith("error (ZeroDivisionError")
