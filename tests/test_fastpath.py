@@ -6,7 +6,6 @@ import collections
 import dataclasses
 import itertools
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -53,12 +52,6 @@ def test_check_fails_for_another_function():
     data = fc.batches(2, 8, CPU)
     outcome = fc.compare(SMALL, fc.REFERENCE.with_(name="bf16", precision="bf16-mixed"), fc.reference_run(SMALL, data, CPU), data, CPU, fc.TOLERANCE["fp32"])
     assert not outcome.passed and "gradients" in outcome.failures()
-
-
-@pytest.mark.skipif(os.environ.get("NBM_TEST_COMPILE") != "1", reason="torch.compile takes minutes on a CPU: set NBM_TEST_COMPILE=1")
-def test_compiled_fast_path_matches_reference_on_cpu():
-    outcomes = fc.check(SMALL, CPU, steps=3, batch_size=8, compile="on")
-    assert outcomes[-1].variant.endswith("compile") and all(o.passed for o in outcomes), [o.line() for o in outcomes]
 
 
 # ---------------------------------------------------------------- Lightning vs the plain loop: like with like
