@@ -62,7 +62,7 @@ class RunRecorder(pl.Callback):
         dm, curves = trainer.datamodule, module.history
         record = {"schema": records.SCHEMA, "schema_version": records.SCHEMA_VERSION, "status": status, "error": error}
         record.update(self.identity)
-        record.update(recipe=self.recipe, recipe_hash=self.identity_hash, execution=self.execution, **self.complexity)
+        record.update(recipe=self.recipe, execution=self.execution, **self.complexity)
         record.update(eval_split=dm.eval_split, epochs_completed=len(curves["epoch"]))
         record.update(_accuracies(curves, dm.eval_split, module.test_result, status, self.recipe["epochs"]))
         record.update(curves=curves, train_time_s=sum(curves["epoch_time_s"]), wall_time_s=time.perf_counter() - self._t0)
@@ -71,10 +71,6 @@ class RunRecorder(pl.Callback):
         if status == records.COMPLETE and record["epochs_completed"] != self.recipe["epochs"]:
             record.update(status=records.FAILED, error=f"truncated: {record['epochs_completed']} of {self.recipe['epochs']} epochs")
         return record
-
-    @property
-    def identity_hash(self) -> str:
-        return self.identity["recipe_hash"]
 
 
 def _accuracies(curves: dict[str, list[float]], eval_split: str, test: dict[str, float], status: str, epochs: int) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the published benchmark file and a tiny CIFAR-10 in torchvision's on-disk format."""
+"""Shared fixtures: the published benchmark file (located as nbm_lightning.bench does)."""
 from __future__ import annotations
 
 import json
@@ -7,22 +7,15 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / "nas-bench-macro_cifar10.json"
+from nbm_lightning.bench import PUBLISHED_NAME, REPO_ROOT, default_published_path
 
-
-def reference_path() -> Path | None:
-    """The published file: $NBM_REFERENCE_JSON, else ../shared/reference/, else None."""
-    for candidate in (os.environ.get("NBM_REFERENCE_JSON"), DEFAULT_REFERENCE):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
+DEFAULT_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / PUBLISHED_NAME  # named in the CI failure
 
 
 @pytest.fixture(scope="session")
 def published_path() -> Path:
     """Path of the published NAS-Bench-Macro JSON; skips (never in CI) where it is absent."""
-    path = reference_path()
+    path = default_published_path()
     if path is None:
         if os.environ.get("NBM_REQUIRE_REFERENCE") == "1":
             pytest.fail(f"NBM_REQUIRE_REFERENCE=1 but the published file is at neither $NBM_REFERENCE_JSON nor {DEFAULT_REFERENCE}")
