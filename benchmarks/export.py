@@ -4,6 +4,7 @@ Targets (two CPU cores): each export under 10 s (the CLI's wall time, interprete
 extended file under 1 s. CPU seconds (the export's worker included) and the load average are reported too:
 wall times are only comparable on an otherwise idle machine. `make_record` / `write_records` also build the records of tests/test_export.py.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -14,8 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -34,28 +36,64 @@ def curves(epochs: int, final_acc: float, rng: np.random.Generator) -> dict[str,
     rise = 1 - np.exp(-(t + 1) / max(epochs / 5, 1))
     noise = rng.normal(0, 0.3, (3, epochs))
     return {
-        "epoch": t.tolist(), "lr": [RECIPE.lr_at(int(e) * RECIPE.epochs // epochs) for e in t],
-        "train_loss": (2.3 * (1 - rise) + 0.05 + noise[0] * 0.01).tolist(), "train_acc": (100 * rise).tolist(),
+        "epoch": t.tolist(),
+        "lr": [RECIPE.lr_at(int(e) * RECIPE.epochs // epochs) for e in t],
+        "train_loss": (2.3 * (1 - rise) + 0.05 + noise[0] * 0.01).tolist(),
+        "train_acc": (100 * rise).tolist(),
         "eval_loss": (2.3 * (1 - rise) + 0.3 + noise[1] * 0.01).tolist(),
-        "eval_acc": (final_acc * rise + noise[2]).tolist()[:-1] + [final_acc], "epoch_time_s": (10 + noise[0]).tolist(),
+        "eval_acc": (final_acc * rise + noise[2]).tolist()[:-1] + [final_acc],
+        "epoch_time_s": (10 + noise[0]).tolist(),
     }
 
 
-def make_record(code: str, seed: int, counts: tuple[int, int], best: float, final: float, curve_epochs: int = RECIPE.epochs,
-                recipe: Recipe = RECIPE, **fields: Any) -> dict[str, Any]:
+def make_record(
+    code: str,
+    seed: int,
+    counts: tuple[int, int],
+    best: float,
+    final: float,
+    curve_epochs: int = RECIPE.epochs,
+    recipe: Recipe = RECIPE,
+    **fields: Any,
+) -> dict[str, Any]:
     """A complete run record of (canonical code, seed) as RunRecorder writes it; `fields` override any field."""
     rng = np.random.default_rng(seed * 10_000 + int(code, 3))
     curve = curves(curve_epochs, final, rng)
     record = {
-        "schema": records.SCHEMA, "schema_version": records.SCHEMA_VERSION, "status": records.COMPLETE, "error": None,
-        "arch": code, "canonical": code, "seed": seed, "run_name": records.run_name(code, seed),
-        "recipe": dataclasses.asdict(recipe), "recipe_hash": recipe.hash(), "execution": dataclasses.asdict(Execution()),
-        "params": counts[0], "flops": counts[1], "ptflops_macs": counts[1] + 10, "eval_split": "test",
-        "epochs_completed": recipe.epochs, "test_acc_final": final, "test_acc_best": best, "best_epoch": recipe.epochs - 1,
-        "curves": curve, "train_time_s": float(sum(curve["epoch_time_s"])), "wall_time_s": 600.0,
-        "versions": {"torch": "2.4.1", "git_commit": "0" * 40}, "device": {"type": "cuda", "name": "NVIDIA H100", "count": 1, "host": "node1"},
-        "wandb": {"id": f"{code}s{seed}", "url": None, "project": "nas-bench-macro", "mode": "offline", "sweep_id": None},
-        "started_at": FINISHED_AT, "finished_at": FINISHED_AT, "resumed": False,
+        "schema": records.SCHEMA,
+        "schema_version": records.SCHEMA_VERSION,
+        "status": records.COMPLETE,
+        "error": None,
+        "arch": code,
+        "canonical": code,
+        "seed": seed,
+        "run_name": records.run_name(code, seed),
+        "recipe": dataclasses.asdict(recipe),
+        "recipe_hash": recipe.hash(),
+        "execution": dataclasses.asdict(Execution()),
+        "params": counts[0],
+        "flops": counts[1],
+        "ptflops_macs": counts[1] + 10,
+        "eval_split": "test",
+        "epochs_completed": recipe.epochs,
+        "test_acc_final": final,
+        "test_acc_best": best,
+        "best_epoch": recipe.epochs - 1,
+        "curves": curve,
+        "train_time_s": float(sum(curve["epoch_time_s"])),
+        "wall_time_s": 600.0,
+        "versions": {"torch": "2.4.1", "git_commit": "0" * 40},
+        "device": {"type": "cuda", "name": "NVIDIA H100", "count": 1, "host": "node1"},
+        "wandb": {
+            "id": f"{code}s{seed}",
+            "url": None,
+            "project": "nas-bench-macro",
+            "mode": "offline",
+            "sweep_id": None,
+        },
+        "started_at": FINISHED_AT,
+        "finished_at": FINISHED_AT,
+        "resumed": False,
     }
     record.update(fields)
     return record
@@ -96,12 +134,21 @@ def run(n_archs: int = len(unique_codes())) -> dict[str, Any]:
         folder, out = Path(tmp) / "results", Path(tmp)
         start = time.perf_counter()
         n = write_records(folder, grid_records(unique_codes()[:n_archs]))
-        result: dict[str, Any] = {"runs": n, "write_records_s": round(time.perf_counter() - start, 2), "load_average": os.getloadavg()[0]}
+        result: dict[str, Any] = {
+            "runs": n,
+            "write_records_s": round(time.perf_counter() - start, 2),
+            "load_average": os.getloadavg()[0],
+        }
         partial = [] if n_archs == len(unique_codes()) else ["--allow-partial"]
         for fmt in ("original", "extended"):
             wall, cpu = _timed_cli("--from", str(folder), "--format", fmt, "--out", str(out / f"{fmt}.json"), *partial)
-            result.update({f"export_{fmt}_s": round(wall, 2), f"export_{fmt}_cpu_s": round(cpu, 2),
-                           f"{fmt}_bytes": (out / f"{fmt}.json").stat().st_size})
+            result.update(
+                {
+                    f"export_{fmt}_s": round(wall, 2),
+                    f"export_{fmt}_cpu_s": round(cpu, 2),
+                    f"{fmt}_bytes": (out / f"{fmt}.json").stat().st_size,
+                }
+            )
         start = time.perf_counter()
         extended.load(out / "extended.json")
         result["load_extended_s"] = round(time.perf_counter() - start, 3)

@@ -19,6 +19,7 @@ PyTorch's defaults, tolerance 1e-2). Exit status 1 on any FAIL.
 
     python -m benchmarks.fastpath_check --device cuda [--arch 12012012] [--steps 5] [--compile auto|on|off]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,9 +73,11 @@ class Outcome:
 
     def line(self) -> str:
         verdict = "PASS" if self.passed else f"FAIL ({', '.join(self.failures())})"
-        return (f"{verdict} {self.variant}: grad error vs float64 {self.grad_error:.1e} (reference {self.reference_grad_error:.1e}); "
-                f"SGD update diff {self.update_diff:.1e}; max loss diff {max(self.loss_diffs):.1e} (limit {self.loss_limit:.1e}; "
-                f"reference vs float64 {self.noise:.1e})")
+        return (
+            f"{verdict} {self.variant}: grad error vs float64 {self.grad_error:.1e} (reference {self.reference_grad_error:.1e}); "
+            f"SGD update diff {self.update_diff:.1e}; max loss diff {max(self.loss_diffs):.1e} (limit {self.loss_limit:.1e}; "
+            f"reference vs float64 {self.noise:.1e})"
+        )
 
 
 def variants(device: torch.device, compile: str) -> list[TrainPath]:
@@ -100,14 +103,18 @@ def plain_loop(code: str, path: TrainPath, device: torch.device, dtype: torch.dt
     return PlainLoop(make_net(code, path, device).to(dtype), path, device)
 
 
-def gradients(code: str, path: TrainPath, batch: Batch, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+def gradients(
+    code: str, path: TrainPath, batch: Batch, device: torch.device, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """All parameter gradients of the first batch's loss at the initial weights, flat, float64 on the CPU."""
     loop = plain_loop(code, path, device, dtype)
     loop.forward((batch[0].to(dtype), batch[1]))[1].mean().backward()
     return torch.cat([p.grad.flatten() for p in loop.net.parameters()]).double().cpu()
 
 
-def trajectory(code: str, path: TrainPath, data: list[Batch], device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
+def trajectory(
+    code: str, path: TrainPath, data: list[Batch], device: torch.device, dtype: torch.dtype = torch.float32
+) -> Tensor:
     """The loss of each SGD step, then the loss on the first batch after the last step."""
     loop = plain_loop(code, path, device, dtype)
     data = [(x.to(dtype), y) for x, y in data]
@@ -138,23 +145,38 @@ def update_diff(sgd_impl: str, device: torch.device, seed: int = 0) -> float:
 
 def reference_run(code: str, data: list[Batch], device: torch.device) -> dict[str, Tensor]:
     """The reference's gradients and trajectory, float64's gradients, and the reference's largest relative loss distance from float64."""
-    exact = {"grads": gradients(code, REFERENCE, data[0], device, torch.float64),
-             "losses": trajectory(code, REFERENCE, data, device, torch.float64)}
+    exact = {
+        "grads": gradients(code, REFERENCE, data[0], device, torch.float64),
+        "losses": trajectory(code, REFERENCE, data, device, torch.float64),
+    }
     grads, losses = gradients(code, REFERENCE, data[0], device), trajectory(code, REFERENCE, data, device)
     noise = ((losses - exact["losses"]).abs() / losses.abs().clamp_min(1.0)).max()
     return {"grads": grads, "losses": losses, "noise": noise, "exact_grads": exact["grads"]}
 
 
-def compare(code: str, path: TrainPath, reference: dict[str, Tensor], data: list[Batch], device: torch.device, tolerance: float) -> Outcome:
+def compare(
+    code: str, path: TrainPath, reference: dict[str, Tensor], data: list[Batch], device: torch.device, tolerance: float
+) -> Outcome:
     """Gradients, optimizer and trajectory of `path` on the same weights and batches, against the reference."""
     exact = reference["exact_grads"]
     error = lambda grads: ((grads - exact).norm() / exact.norm()).item()  # noqa: E731
-    loss_diffs = (trajectory(code, path, data, device) - reference["losses"]).abs() / reference["losses"].abs().clamp_min(1.0)
-    return Outcome(path.name, error(gradients(code, path, data[0], device)), error(reference["grads"]), update_diff(path.sgd_impl, device),
-                   loss_diffs.tolist(), reference["noise"].item(), tolerance)
+    loss_diffs = (trajectory(code, path, data, device) - reference["losses"]).abs() / reference[
+        "losses"
+    ].abs().clamp_min(1.0)
+    return Outcome(
+        path.name,
+        error(gradients(code, path, data[0], device)),
+        error(reference["grads"]),
+        update_diff(path.sgd_impl, device),
+        loss_diffs.tolist(),
+        reference["noise"].item(),
+        tolerance,
+    )
 
 
-def check(code: str, device: torch.device, steps: int = 5, batch_size: int = 256, compile: str = "auto", tf32: bool = False) -> list[Outcome]:
+def check(
+    code: str, device: torch.device, steps: int = 5, batch_size: int = 256, compile: str = "auto", tf32: bool = False
+) -> list[Outcome]:
     """Every variant of `variants` against the reference path, on the same weights and batches."""
     if device.type == "cuda":
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
@@ -166,8 +188,11 @@ def check(code: str, device: torch.device, steps: int = 5, batch_size: int = 256
 
 def main(argv: list[str] | None = None) -> int:
     """Run the check, print one PASS/FAIL line per variant, optionally write them as JSON; 1 on any FAIL."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.fastpath_check", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.fastpath_check",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--arch", default="12012012")
     parser.add_argument("--steps", type=int, default=5)
@@ -181,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
         print(outcome.line())
     if args.json:
         rows = [{**vars(o), "loss_limit": o.loss_limit, "failures": o.failures(), "passed": o.passed} for o in outcomes]
-        Path(args.json).write_text(json.dumps({"arch": args.arch, "device": args.device, "steps": args.steps, "outcomes": rows}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"arch": args.arch, "device": args.device, "steps": args.steps, "outcomes": rows}, indent=1)
+        )
     print("fastpath_check:", "PASS" if all(o.passed for o in outcomes) else "FAIL")
     return 0 if all(o.passed for o in outcomes) else 1
 

@@ -1,4 +1,5 @@
 """Time loading the published file and 10,000 `Benchmark.query` calls (valid codes, canonical or not)."""
+
 from __future__ import annotations
 
 import json

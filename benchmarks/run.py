@@ -10,6 +10,7 @@ where --data-dir holds cifar-10-batches-py, else synthetic data of the real size
 tiny` measures the same things on a few hundred images and a few steps (minutes on two CPU cores). The JSON (written
 after every section) holds hardware, versions, date and the exact command; the tables are printed last.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -53,10 +55,26 @@ class Size:
 
 
 SIZES = {
-    "tiny": Size(ts.TINY, n_train=1536, n_test=640, pipeline_warmup=1, pipeline_batches=6, concurrency_seconds=3, export_archs=40,
-                 overhead_steps=40),
-    "full": Size(ts.FULL, n_train=50_000, n_test=10_000, pipeline_warmup=3, pipeline_batches=40, concurrency_seconds=15,
-                 export_archs=3969, overhead_steps=150),
+    "tiny": Size(
+        ts.TINY,
+        n_train=1536,
+        n_test=640,
+        pipeline_warmup=1,
+        pipeline_batches=6,
+        concurrency_seconds=3,
+        export_archs=40,
+        overhead_steps=40,
+    ),
+    "full": Size(
+        ts.FULL,
+        n_train=50_000,
+        n_test=10_000,
+        pipeline_warmup=3,
+        pipeline_batches=40,
+        concurrency_seconds=15,
+        export_archs=3969,
+        overhead_steps=150,
+    ),
 }
 
 
@@ -93,8 +111,13 @@ def _gpu(device: torch.device) -> dict[str, Any] | None:
     if device.type != "cuda":
         return None
     props = torch.cuda.get_device_properties(device)
-    return {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1), "count": torch.cuda.device_count(),
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version()}
+    return {
+        "name": props.name,
+        "memory_gib": round(props.total_memory / 2**30, 1),
+        "count": torch.cuda.device_count(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -104,12 +127,19 @@ def _versions() -> dict[str, str]:
     import torchmetrics
     import torchvision
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "pytorch_lightning": pytorch_lightning.__version__, "torchmetrics": torchmetrics.__version__, "numpy": numpy.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "pytorch_lightning": pytorch_lightning.__version__,
+        "torchmetrics": torchmetrics.__version__,
+        "numpy": numpy.__version__,
+    }
 
 
 def _git() -> str:
     """The checkout's commit, with '+dirty' when the tree has changes."""
+
     def out(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
@@ -119,11 +149,22 @@ def _git() -> str:
 def meta(argv: Sequence[str], device: torch.device, size: str, data: dict[str, Any]) -> dict[str, Any]:
     """Hardware, versions, date, the exact command and the data of this run."""
     return {
-        "command": " ".join(["python -m benchmarks.run", *argv]), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "device": device.type, "size": size, "data": data, "git": _git(), "versions": _versions(),
-        "hardware": {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                     "platform": platform.platform(), "gpu": _gpu(device)},
-        "load_average_at_start": list(os.getloadavg()), "tf32": _tf32(device),
+        "command": " ".join(["python -m benchmarks.run", *argv]),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "device": device.type,
+        "size": size,
+        "data": data,
+        "git": _git(),
+        "versions": _versions(),
+        "hardware": {
+            "cpu": _cpu_model(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "gpu": _gpu(device),
+        },
+        "load_average_at_start": list(os.getloadavg()),
+        "tf32": _tf32(device),
     }
 
 
@@ -172,7 +213,9 @@ def pipeline_section(data_dir: Path, size: Size, device: torch.device) -> dict[s
     rows = [{"loader": "tensor", "num_workers": 0, "images_per_s": tensor, "tensor_vs_this": 1.0}]
     for workers in worker_counts(device):
         rate = loader_rate(data_dir, ts.REFERENCE.with_(num_workers=workers), size, device)
-        rows.append({"loader": "torchvision", "num_workers": workers, "images_per_s": rate, "tensor_vs_this": tensor / rate})
+        rows.append(
+            {"loader": "torchvision", "num_workers": workers, "images_per_s": rate, "tensor_vs_this": tensor / rate}
+        )
     return {"batch_size": size.steps.batch_size(), "rows": rows}
 
 
@@ -181,16 +224,26 @@ BF16 = ts.fast_path(precision="bf16-mixed")
 COMPILED = ts.fast_path(compile=True)
 
 
-def training_section(data_dir: Path, size: Size, device: torch.device, archs: Sequence[str], clock: Clock) -> dict[str, Any]:
+def training_section(
+    data_dir: Path, size: Size, device: torch.device, archs: Sequence[str], clock: Clock
+) -> dict[str, Any]:
     """Training and evaluation rates of every architecture on every core path (+ bf16 while the budget lasts); ratios."""
     rows = [ts.measure(code, path, data_dir, size.steps, device) for code in archs for path in CORE_PATHS]
-    extra, skipped = budgeted(lambda code: ts.measure(code, BF16, data_dir, size.steps, device), extra_archs(archs, device), clock)
+    extra, skipped = budgeted(
+        lambda code: ts.measure(code, BF16, data_dir, size.steps, device), extra_archs(archs, device), clock
+    )
     rows += extra
-    return {"steps": vars(size.steps), "rows": rows, "ratios": [_ratios(code, rows) for code in archs],
-            "skipped": [f"{BF16.name} {code}: time budget spent" for code in skipped]}
+    return {
+        "steps": vars(size.steps),
+        "rows": rows,
+        "ratios": [_ratios(code, rows) for code in archs],
+        "skipped": [f"{BF16.name} {code}: time budget spent" for code in skipped],
+    }
 
 
-def budgeted(measure: Callable[[str], dict[str, Any]], archs: Sequence[str], clock: Clock) -> tuple[list[dict[str, Any]], list[str]]:
+def budgeted(
+    measure: Callable[[str], dict[str, Any]], archs: Sequence[str], clock: Clock
+) -> tuple[list[dict[str, Any]], list[str]]:
     """(rows measured while the budget lasts, architectures skipped after it ran out)."""
     rows, skipped = [], []
     for code in archs:
@@ -212,13 +265,19 @@ def _ratios(code: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     pick = {(r["path"], r["loop"]): r for r in rows if r["arch"] == code}
     ref, fast, plain, bf16 = (pick.get((p.name, p.loop)) for p in (*CORE_PATHS, BF16))
     ratio = lambda a, b, key: a[key] / b[key] if a and b else None  # noqa: E731
-    return {"arch": code, "fast_vs_reference_train": ratio(fast, ref, "train_images_per_s"),
-            "fast_vs_reference_eval": ratio(fast, ref, "eval_images_per_s"),
-            "reference_vs_fast_50_epochs": ratio(ref, fast, "projected_50_epochs_s"),
-            "lightning_vs_plain_train": ratio(fast, plain, "train_images_per_s"), "bf16_vs_fp32_train": ratio(bf16, fast, "train_images_per_s")}
+    return {
+        "arch": code,
+        "fast_vs_reference_train": ratio(fast, ref, "train_images_per_s"),
+        "fast_vs_reference_eval": ratio(fast, ref, "eval_images_per_s"),
+        "reference_vs_fast_50_epochs": ratio(ref, fast, "projected_50_epochs_s"),
+        "lightning_vs_plain_train": ratio(fast, plain, "train_images_per_s"),
+        "bf16_vs_fp32_train": ratio(bf16, fast, "train_images_per_s"),
+    }
 
 
-def overhead_section(data_dir: Path, size: Size, device: torch.device, repeats: int = 3, code: str = ARCHS[0]) -> dict[str, Any]:
+def overhead_section(
+    data_dir: Path, size: Size, device: torch.device, repeats: int = 3, code: str = ARCHS[0]
+) -> dict[str, Any]:
     """Lightning vs the plain loop on the fast path, longer runs alternated `repeats` times: medians and ms per step."""
     steps = dataclasses.replace(size.steps, steps=size.overhead_steps)
     paths = (ts.fast_path(), ts.fast_path(loop="plain"))
@@ -228,13 +287,24 @@ def overhead_section(data_dir: Path, size: Size, device: torch.device, repeats: 
             rates[path.loop].append(ts.measure(code, path, data_dir, steps, device)["train_images_per_s"])
     median = {loop: statistics.median(values) for loop, values in rates.items()}
     per_step_ms = 1000 * steps.batch_size() * (1 / median["lightning"] - 1 / median["plain"])
-    return {"arch": code, "steps": size.overhead_steps, "repeats": repeats, "images_per_s": rates, "median_images_per_s": median,
-            "lightning_vs_plain": median["lightning"] / median["plain"], "lightning_overhead_ms_per_step": per_step_ms}
+    return {
+        "arch": code,
+        "steps": size.overhead_steps,
+        "repeats": repeats,
+        "images_per_s": rates,
+        "median_images_per_s": median,
+        "lightning_vs_plain": median["lightning"] / median["plain"],
+        "lightning_overhead_ms_per_step": per_step_ms,
+    }
 
 
-def compile_section(data_dir: Path, size: Size, device: torch.device, archs: Sequence[str], training: dict[str, Any], clock: Clock) -> dict[str, Any]:
+def compile_section(
+    data_dir: Path, size: Size, device: torch.device, archs: Sequence[str], training: dict[str, Any], clock: Clock
+) -> dict[str, Any]:
     """The fast path compiled (while the budget lasts): warm-up (compiles) and rates, against the uncompiled fast path."""
-    rows, skipped = budgeted(lambda code: ts.measure(code, COMPILED, data_dir, size.steps, device), extra_archs(archs, device), clock)
+    rows, skipped = budgeted(
+        lambda code: ts.measure(code, COMPILED, data_dir, size.steps, device), extra_archs(archs, device), clock
+    )
     fast = {r["arch"]: r for r in training.get("rows", []) if (r["path"], r["loop"]) == ("fast", "lightning")}
     for row in rows:
         base = fast.get(row["arch"])
@@ -243,21 +313,53 @@ def compile_section(data_dir: Path, size: Size, device: torch.device, archs: Seq
     return {"rows": rows, "skipped": [f"{COMPILED.name} {code}: time budget spent" for code in skipped]}
 
 
-def concurrent(data_dir: Path, code: str, parties: int, seconds: float, device: torch.device, size: str, scratch: Path) -> list[dict[str, Any]]:
+def concurrent(
+    data_dir: Path, code: str, parties: int, seconds: float, device: torch.device, size: str, scratch: Path
+) -> list[dict[str, Any]]:
     """`parties` training runs as separate processes on one device, timed over the same window."""
     barrier = scratch / f"barrier-{parties}"
-    cmd = [sys.executable, "-m", "benchmarks.train_speed", "--arch", code, "--data-dir", str(data_dir), "--barrier", str(barrier),
-           "--parties", str(parties), "--seconds", str(seconds), "--device", device.type, "--size", size]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(parties)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.train_speed",
+        "--arch",
+        code,
+        "--data-dir",
+        str(data_dir),
+        "--barrier",
+        str(barrier),
+        "--parties",
+        str(parties),
+        "--seconds",
+        str(seconds),
+        "--device",
+        device.type,
+        "--size",
+        size,
+    ]
+    procs = [
+        subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(parties)
+    ]
     outputs = [proc.communicate(timeout=600) for proc in procs]
     failed = [err for proc, (_, err) in zip(procs, outputs) if proc.returncode != 0]
     if failed:
-        raise RuntimeError(f"a concurrent run failed: {failed[0].strip().splitlines()[-1] if failed[0].strip() else 'no output'}")
+        raise RuntimeError(
+            f"a concurrent run failed: {failed[0].strip().splitlines()[-1] if failed[0].strip() else 'no output'}"
+        )
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
 
 
-def concurrency_section(data_dir: Path, size_name: str, size: Size, device: torch.device, scratch: Path, clock: Clock,
-                        parties: Sequence[int] = (1, 2, 4), code: str = ARCHS[1]) -> dict[str, Any]:
+def concurrency_section(
+    data_dir: Path,
+    size_name: str,
+    size: Size,
+    device: torch.device,
+    scratch: Path,
+    clock: Clock,
+    parties: Sequence[int] = (1, 2, 4),
+    code: str = ARCHS[1],
+) -> dict[str, Any]:
     """Aggregate training images/s of 1, 2 and 4 concurrent runs of the fast path (no compile) on one device."""
     rows, skipped = [], []
     for k in parties:
@@ -266,15 +368,28 @@ def concurrency_section(data_dir: Path, size_name: str, size: Size, device: torc
             continue
         runs = concurrent(data_dir, code, k, size.concurrency_seconds, device, size_name, scratch)
         total = sum(r["train_images_per_s"] for r in runs)
-        rows.append({"runs": k, "aggregate_images_per_s": total, "per_run_images_per_s": total / k,
-                     "aggregate_vs_one_run": total / rows[0]["aggregate_images_per_s"] if rows else 1.0})
-    return {"arch": code, "path": ts.fast_path().name, "window_s": size.concurrency_seconds, "rows": rows, "skipped": skipped}
+        rows.append(
+            {
+                "runs": k,
+                "aggregate_images_per_s": total,
+                "per_run_images_per_s": total / k,
+                "aggregate_vs_one_run": total / rows[0]["aggregate_images_per_s"] if rows else 1.0,
+            }
+        )
+    return {
+        "arch": code,
+        "path": ts.fast_path().name,
+        "window_s": size.concurrency_seconds,
+        "rows": rows,
+        "skipped": skipped,
+    }
 
 
 def export_section(size: Size) -> dict[str, Any]:
     """benchmarks/export.py's figures for the size's grid, or why they are not available."""
     try:
         from benchmarks import export
+
         runner = export.run
     except (ImportError, AttributeError) as err:
         return {"status": f"not available ({type(err).__name__}: {err})"}
@@ -305,16 +420,29 @@ def guarded(section: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), required=True)
     parser.add_argument("--size", choices=tuple(SIZES), default="full")
     parser.add_argument("--out", default=None, help="JSON file (default: bench_<device>_<size>.json)")
     parser.add_argument("--data-dir", default=None, help="folder holding cifar-10-batches-py (else synthetic data)")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}"
+    )
     parser.add_argument("--archs", default=",".join(ARCHS), help="architectures of the training section")
-    parser.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
-                        help="measure the compiled fast path (auto: on CUDA only; a CPU compile takes minutes per graph)")
-    parser.add_argument("--budget-s", type=float, default=0.0, help="skip optional measurements once this many seconds passed (0: never)")
+    parser.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="measure the compiled fast path (auto: on CUDA only; a CPU compile takes minutes per graph)",
+    )
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=0.0,
+        help="skip optional measurements once this many seconds passed (0: never)",
+    )
     return parser
 
 
@@ -330,19 +458,33 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def section_runners(args: argparse.Namespace, data_dir: Path, scratch: Path, result: dict[str, Any]) -> dict[str, Callable[[], dict[str, Any]]]:
+def section_runners(
+    args: argparse.Namespace, data_dir: Path, scratch: Path, result: dict[str, Any]
+) -> dict[str, Callable[[], dict[str, Any]]]:
     """Each section as a function of nothing (the run's settings bound in)."""
-    device, size, clock, archs = torch.device(args.device), SIZES[args.size], Clock(args.budget_s), args.archs.split(",")
+    device, size, clock, archs = (
+        torch.device(args.device),
+        SIZES[args.size],
+        Clock(args.budget_s),
+        args.archs.split(","),
+    )
     use_compile = args.compile == "on" or (args.compile == "auto" and device.type == "cuda")
     return {
         "pipeline": lambda: pipeline_section(data_dir, size, device),
         "training": lambda: training_section(data_dir, size, device, archs, clock),
         "overhead": lambda: overhead_section(data_dir, size, device),
-        "concurrency": lambda: (concurrency_section(data_dir, args.size, size, device, scratch, clock) if device.type == "cuda"
-                                else {"status": "GPU only: not measured on the CPU"}),
-        "export": lambda: guarded(lambda: export_section(size)), "query": lambda: guarded(query_section),
-        "compile": lambda: (compile_section(data_dir, size, device, archs, result.get("training", {}), clock) if use_compile
-                            else {"status": "not measured: --compile auto is off on the CPU (--compile on measures it)"}),
+        "concurrency": lambda: (
+            concurrency_section(data_dir, args.size, size, device, scratch, clock)
+            if device.type == "cuda"
+            else {"status": "GPU only: not measured on the CPU"}
+        ),
+        "export": lambda: guarded(lambda: export_section(size)),
+        "query": lambda: guarded(query_section),
+        "compile": lambda: (
+            compile_section(data_dir, size, device, archs, result.get("training", {}), clock)
+            if use_compile
+            else {"status": "not measured: --compile auto is off on the CPU (--compile on measures it)"}
+        ),
     }
 
 

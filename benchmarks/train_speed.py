@@ -6,6 +6,7 @@ batches after warm-up (compile included there), synchronising the device only at
 region, and projects the published recipe's 50 epochs. `python -m benchmarks.train_speed` runs one concurrent
 measurement behind a file barrier and prints one JSON line: benchmarks/run.py starts several as subprocesses.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,9 +18,10 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -112,11 +114,19 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*isinstance.treespec, LeafSpec.*")
 
 
-def make_datamodule(data_dir: str | os.PathLike, path: TrainPath, steps: Steps, device: torch.device, seed: int = 0) -> CIFAR10DataModule:
+def make_datamodule(
+    data_dir: str | os.PathLike, path: TrainPath, steps: Steps, device: torch.device, seed: int = 0
+) -> CIFAR10DataModule:
     """The project's DataModule for a path, set up (images on `device` for the tensor pipeline)."""
     dm = CIFAR10DataModule(
-        data_dir=data_dir, batch_size=steps.batch_size(), eval_batch_size=steps.eval_batch_size(path), pipeline=path.pipeline,
-        download=False, num_workers=path.num_workers, seed=seed, device=str(device),
+        data_dir=data_dir,
+        batch_size=steps.batch_size(),
+        eval_batch_size=steps.eval_batch_size(path),
+        pipeline=path.pipeline,
+        download=False,
+        num_workers=path.num_workers,
+        seed=seed,
+        device=str(device),
     )
     dm.setup("fit")
     return dm
@@ -192,7 +202,9 @@ class PlainLoop:
             self.forward(batch)
 
 
-def time_batches(batches: Iterable[Batch], step: Callable[[Batch], Any], warmup: int, steps: int, device: torch.device) -> tuple[float, float]:
+def time_batches(
+    batches: Iterable[Batch], step: Callable[[Batch], Any], warmup: int, steps: int, device: torch.device
+) -> tuple[float, float]:
     """(seconds of the `warmup` first steps, seconds of the next `steps` steps), fetching included."""
     marks = [time.perf_counter()]
     for index, batch in enumerate(batches):
@@ -205,11 +217,17 @@ def time_batches(batches: Iterable[Batch], step: Callable[[Batch], Any], warmup:
     raise ValueError(f"need {warmup + steps + 1} batches, the loader gave {index + 1}")
 
 
-def run_plain(code: str, path: TrainPath, dm: CIFAR10DataModule, steps: Steps, device: torch.device, seed: int = 0) -> dict[str, float]:
+def run_plain(
+    code: str, path: TrainPath, dm: CIFAR10DataModule, steps: Steps, device: torch.device, seed: int = 0
+) -> dict[str, float]:
     """Warm-up and timed seconds of training and evaluation in the plain loop."""
     loop = PlainLoop(make_net(code, path, device, seed), path, device)
-    warm, timed = time_batches(on_device(dm.train_dataloader(), device), loop.train_step, steps.warmup, steps.steps, device)
-    eval_warm, eval_timed = time_batches(on_device(dm.val_dataloader(), device), loop.eval_step, steps.eval_warmup, steps.eval_steps, device)
+    warm, timed = time_batches(
+        on_device(dm.train_dataloader(), device), loop.train_step, steps.warmup, steps.steps, device
+    )
+    eval_warm, eval_timed = time_batches(
+        on_device(dm.val_dataloader(), device), loop.eval_step, steps.eval_warmup, steps.eval_steps, device
+    )
     return {"warmup_s": warm, "train_s": timed, "eval_warmup_s": eval_warm, "eval_s": eval_timed}
 
 
@@ -231,7 +249,9 @@ class Stopwatch(pl.Callback):
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         self._mark("train", batch_idx, self.steps.warmup, self.steps.steps)
 
-    def on_validation_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_start(
+        self, trainer: pl.Trainer, module: pl.LightningModule, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if batch_idx == 0:
             self.marks["eval_begin"] = time.perf_counter()
         self._mark("eval", batch_idx, self.steps.eval_warmup, self.steps.eval_steps)
@@ -244,8 +264,12 @@ class Stopwatch(pl.Callback):
     def seconds(self) -> dict[str, float]:
         """Warm-up and timed seconds of training and evaluation."""
         m = self.marks
-        return {"warmup_s": m["train_from"] - m["start"], "train_s": m["train_to"] - m["train_from"],
-                "eval_warmup_s": m["eval_from"] - m["eval_begin"], "eval_s": m["eval_to"] - m["eval_from"]}
+        return {
+            "warmup_s": m["train_from"] - m["start"],
+            "train_s": m["train_to"] - m["train_from"],
+            "eval_warmup_s": m["eval_from"] - m["eval_begin"],
+            "eval_s": m["eval_to"] - m["eval_from"],
+        }
 
 
 def set_tf32(allowed: bool) -> None:
@@ -258,9 +282,17 @@ def make_trainer(path: TrainPath, device: torch.device, callbacks: list[pl.Callb
     quiet_lightning()
     set_tf32(path.tf32)
     settings = dict(
-        max_epochs=1, accelerator="gpu" if device.type == "cuda" else device.type, devices=1, precision=path.precision,
-        logger=False, callbacks=callbacks, enable_checkpointing=False, num_sanity_val_steps=0, benchmark=path.cudnn_benchmark,
-        enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=1,
+        accelerator="gpu" if device.type == "cuda" else device.type,
+        devices=1,
+        precision=path.precision,
+        logger=False,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        benchmark=path.cudnn_benchmark,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     return pl.Trainer(**{**settings, **overrides})
 
@@ -270,11 +302,18 @@ def make_module(code: str, path: TrainPath, device: torch.device, seed: int = 0)
     return MacroNetModule(make_net(code, path, device, seed), 10, RECIPE, path.channels_last, path.sgd_impl)
 
 
-def run_lightning(code: str, path: TrainPath, dm: CIFAR10DataModule, steps: Steps, device: torch.device, seed: int = 0) -> dict[str, float]:
+def run_lightning(
+    code: str, path: TrainPath, dm: CIFAR10DataModule, steps: Steps, device: torch.device, seed: int = 0
+) -> dict[str, float]:
     """Warm-up and timed seconds of training and evaluation in a pl.Trainer."""
     watch = Stopwatch(steps, device)
-    trainer = make_trainer(path, device, [watch], limit_train_batches=steps.warmup + steps.steps + 1,
-                           limit_val_batches=steps.eval_warmup + steps.eval_steps + 1)
+    trainer = make_trainer(
+        path,
+        device,
+        [watch],
+        limit_train_batches=steps.warmup + steps.steps + 1,
+        limit_val_batches=steps.eval_warmup + steps.eval_steps + 1,
+    )
     trainer.fit(make_module(code, path, device, seed), datamodule=dm)
     return watch.seconds()
 
@@ -289,16 +328,26 @@ def projected_50_epochs_s(train_ips: float, eval_ips: float) -> float:
     return EPOCHS * (TRAIN_IMAGES / train_ips + EVAL_IMAGES / eval_ips)
 
 
-def measure(code: str, path: TrainPath, data_dir: str | os.PathLike, steps: Steps, device: torch.device, seed: int = 0) -> dict[str, Any]:
+def measure(
+    code: str, path: TrainPath, data_dir: str | os.PathLike, steps: Steps, device: torch.device, seed: int = 0
+) -> dict[str, Any]:
     """Steady-state training and evaluation images/s of `code` on `path`, and the projected 50-epoch time."""
     dm = make_datamodule(data_dir, path, steps, device, seed)
     runner = run_lightning if path.loop == "lightning" else run_plain
     seconds = runner(code, path, dm, steps, device, seed)
     train_ips = steps.steps * steps.batch_size() / seconds["train_s"]
     eval_ips = steps.eval_steps * steps.eval_batch_size(path) / seconds["eval_s"]
-    return {"arch": code, "path": path.name, "loop": path.loop, "train_images_per_s": train_ips, "eval_images_per_s": eval_ips,
-            "projected_50_epochs_s": projected_50_epochs_s(train_ips, eval_ips), "warmup_s": seconds["warmup_s"],
-            "eval_warmup_s": seconds["eval_warmup_s"], "options": dataclasses.asdict(path)}
+    return {
+        "arch": code,
+        "path": path.name,
+        "loop": path.loop,
+        "train_images_per_s": train_ips,
+        "eval_images_per_s": eval_ips,
+        "projected_50_epochs_s": projected_50_epochs_s(train_ips, eval_ips),
+        "warmup_s": seconds["warmup_s"],
+        "eval_warmup_s": seconds["eval_warmup_s"],
+        "options": dataclasses.asdict(path),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -337,17 +386,32 @@ class Window(pl.Callback):
             trainer.should_stop = True
 
 
-def run_window(code: str, path: TrainPath, data_dir: str, steps: Steps, seconds: float, device: torch.device,
-               meet: Callable[[], None]) -> dict[str, Any]:
+def run_window(
+    code: str,
+    path: TrainPath,
+    data_dir: str,
+    steps: Steps,
+    seconds: float,
+    device: torch.device,
+    meet: Callable[[], None],
+) -> dict[str, Any]:
     """Training images/s of one Lightning run over a `seconds` window that starts at the barrier."""
     dm = make_datamodule(data_dir, path, steps, device)
     window = Window(steps.warmup, seconds, device, meet)
-    trainer = make_trainer(path, device, [window], limit_val_batches=0, max_epochs=RECIPE.epochs)  # until the window closes
+    trainer = make_trainer(
+        path, device, [window], limit_val_batches=0, max_epochs=RECIPE.epochs
+    )  # until the window closes
     trainer.fit(make_module(code, path, device), datamodule=dm)
     if window.result is None:
         raise RuntimeError(f"the {seconds} s window did not close within {RECIPE.epochs} epochs")
     n, elapsed = window.result
-    return {"arch": code, "path": path.name, "steps": n, "seconds": elapsed, "train_images_per_s": n * steps.batch_size() / elapsed}
+    return {
+        "arch": code,
+        "path": path.name,
+        "steps": n,
+        "seconds": elapsed,
+        "train_images_per_s": n * steps.batch_size() / elapsed,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -364,7 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     meet = lambda: barrier(Path(args.barrier), args.parties)  # noqa: E731
     steps = TINY if args.size == "tiny" else FULL
-    result = run_window(args.arch, fast_path(args.compile), args.data_dir, steps, args.seconds, torch.device(args.device), meet)
+    result = run_window(
+        args.arch, fast_path(args.compile), args.data_dir, steps, args.seconds, torch.device(args.device), meet
+    )
     print(json.dumps(result))
     return 0
 

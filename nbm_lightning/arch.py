@@ -1,8 +1,9 @@
 """`python -m nbm_lightning.arch CODE`: the canonical code, a per-layer table and the complexity counts."""
+
 from __future__ import annotations
 
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from .cli import ArgParser, arch_code
 from .search_space import ArchSpec, parse
@@ -12,7 +13,9 @@ PROG = "python -m nbm_lightning.arch"
 
 def layer_table(spec: ArchSpec) -> list[str]:
     """Rows describing each searchable layer of a spec."""
-    rows = [f"{'layer':>5} {'stage':>5} {'digit':>5} {'op':<9} {'in':>4} {'out':>4} {'stride':>6} {'size':>7} {'res':>4}"]
+    rows = [
+        f"{'layer':>5} {'stage':>5} {'digit':>5} {'op':<9} {'in':>4} {'out':>4} {'stride':>6} {'size':>7} {'res':>4}"
+    ]
     for layer in spec.layers:
         size = f"{layer.out_size}x{layer.out_size}"
         rows.append(

@@ -6,6 +6,7 @@ the extended one by its primary metric, best or final); `query`, `archs`, `top`,
 how well two files agree and how that sits against the seed-to-seed noise within each.
 `python -m nbm_lightning.bench {query,top,compare,plot}` is the command line.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,12 +16,13 @@ import json
 import math
 import os
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from itertools import combinations
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +109,7 @@ def require(module: str, extra: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise MissingDependency(f"{purpose} needs {module} ({err}): pip install \"nbm_lightning[{extra}]\"") from err
+        raise MissingDependency(f'{purpose} needs {module} ({err}): pip install "nbm_lightning[{extra}]"') from err
 
 
 def default_published_path() -> Path | None:
@@ -118,7 +120,7 @@ def default_published_path() -> Path | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def _canonical_map() -> dict[str, str]:
     """Every one of the 6561 codes -> its canonical form (computed once)."""
     return {code: canonical(code) for code in all_codes()}
@@ -154,7 +156,9 @@ class Benchmark:
         rows = {code: i for i, code in enumerate(self.codes)}
         if list(rows) != sorted(rows) or len(rows) != len(self.codes):
             raise ValueError("Benchmark codes must be distinct and sorted")
-        if any(len(column) != len(rows) for column in (self.test_acc, self.mean_acc, self.std, self.params, self.flops)):
+        if any(
+            len(column) != len(rows) for column in (self.test_acc, self.mean_acc, self.std, self.params, self.flops)
+        ):
             raise ValueError("Benchmark columns must have one row per code")
         object.__setattr__(self, "_rows", rows)
 
@@ -342,7 +346,9 @@ def _load_published(data: dict[str, Any], source: str) -> Benchmark:
         raise BenchmarkFormatError(f"{source!r} is not a NAS-Bench-Macro benchmark: unexpected key {bad!r}")
     if expected - keys:
         missing = sorted(expected - keys)
-        raise BenchmarkFormatError(f"{source!r}: {len(missing)} of {len(expected)} arch codes missing, e.g. {missing[0]!r}")
+        raise BenchmarkFormatError(
+            f"{source!r}: {len(missing)} of {len(expected)} arch codes missing, e.g. {missing[0]!r}"
+        )
     records = [_parse_record(data[code], code, source) for code in unique_codes()]
     if len({len(r.test_acc) for r in records}) > 1:
         raise BenchmarkFormatError(f"{source!r}: records have different numbers of seeds in test_acc")
@@ -383,8 +389,14 @@ def _parse_record(value: Any, code: str, source: str) -> Record:
     for name, integer in (("mean_acc", False), ("std", False), ("params", True), ("flops", True)):
         if not _number(value[name], integer) or value[name] < 0:
             raise bad(f"has {name} {value[name]!r}, expected a non-negative {'int' if integer else 'number'}")
-    return Record(code, tuple(float(a) for a in acc), float(value["mean_acc"]), float(value["std"]),
-                  value["params"], value["flops"])
+    return Record(
+        code,
+        tuple(float(a) for a in acc),
+        float(value["mean_acc"]),
+        float(value["std"]),
+        value["params"],
+        value["flops"],
+    )
 
 
 # ---------------------------------------------------------------- rank statistics
@@ -461,8 +473,10 @@ def seed_noise_tau(test_acc: np.ndarray) -> float:
 def shared_rows(a: Benchmark, b: Benchmark) -> tuple[np.ndarray, np.ndarray]:
     """Row indices into a and into b of their shared canonical codes, in code order."""
     shared = sorted(set(a.codes).intersection(b.codes))
-    return (np.array([a._rows[c] for c in shared], dtype=np.int64),
-            np.array([b._rows[c] for c in shared], dtype=np.int64))
+    return (
+        np.array([a._rows[c] for c in shared], dtype=np.int64),
+        np.array([b._rows[c] for c in shared], dtype=np.int64),
+    )
 
 
 def _top_overlap(mean_a: np.ndarray, mean_b: np.ndarray, k: int) -> float:
@@ -480,11 +494,16 @@ def compare(a: Benchmark, b: Benchmark, ks: Sequence[int] = (10, 100)) -> Compar
     mean_a, mean_b = a.mean_acc[rows_a], b.mean_acc[rows_b]
     diff = np.abs(mean_a - mean_b)
     return Comparison(
-        a=a.source, b=b.source, n_shared=len(rows_a),
-        kendall_tau=kendall_tau(mean_a, mean_b), spearman_rho=spearman_rho(mean_a, mean_b),
-        mean_abs_diff=float(diff.mean()), max_abs_diff=float(diff.max()),
+        a=a.source,
+        b=b.source,
+        n_shared=len(rows_a),
+        kendall_tau=kendall_tau(mean_a, mean_b),
+        spearman_rho=spearman_rho(mean_a, mean_b),
+        mean_abs_diff=float(diff.mean()),
+        max_abs_diff=float(diff.max()),
         top_k_overlap={int(k): _top_overlap(mean_a, mean_b, k) for k in ks},
-        noise_tau_a=seed_noise_tau(a.test_acc[rows_a]), noise_tau_b=seed_noise_tau(b.test_acc[rows_b]),
+        noise_tau_a=seed_noise_tau(a.test_acc[rows_a]),
+        noise_tau_b=seed_noise_tau(b.test_acc[rows_b]),
     )
 
 
@@ -547,9 +566,15 @@ def _table_lines(records: Sequence[Record]) -> list[str]:
 
 def _comparison_lines(c: Comparison) -> list[str]:
     """A comparison as `name value` lines and a verdict against the seed noise."""
-    lines = [f"a                  {c.a}", f"b                  {c.b}", f"shared archs       {c.n_shared}",
-             f"Kendall tau-b      {c.kendall_tau:.4f}", f"Spearman rho       {c.spearman_rho:.4f}",
-             f"mean |diff|        {c.mean_abs_diff:.4f} pp", f"max |diff|         {c.max_abs_diff:.4f} pp"]
+    lines = [
+        f"a                  {c.a}",
+        f"b                  {c.b}",
+        f"shared archs       {c.n_shared}",
+        f"Kendall tau-b      {c.kendall_tau:.4f}",
+        f"Spearman rho       {c.spearman_rho:.4f}",
+        f"mean |diff|        {c.mean_abs_diff:.4f} pp",
+        f"max |diff|         {c.max_abs_diff:.4f} pp",
+    ]
     lines += [f"{f'top-{k} overlap':<18} {v:.3f}" for k, v in c.top_k_overlap.items()]
     lines.append(f"seed-to-seed tau   a {c.noise_tau_a:.4f}  b {c.noise_tau_b:.4f}  (noise ceiling)")
     verdict = "a and b rank within seed noise" if c.within_noise else "a and b rank apart beyond seed noise"
@@ -617,8 +642,9 @@ def build_parser() -> ArgParser:
     query.add_argument("code", type=arch_code, help="8 digits over {0,1,2}, e.g. 10201201")
     top = sub.add_parser("top", parents=[source, as_json], help="the best K architectures")
     top.add_argument("k", type=_positive_int, metavar="K")
-    top.add_argument("--by", choices=list(METRICS), default="mean_acc",
-                     help="mean_acc: highest first; params, flops: smallest first")
+    top.add_argument(
+        "--by", choices=list(METRICS), default="mean_acc", help="mean_acc: highest first; params, flops: smallest first"
+    )
     comp = sub.add_parser("compare", parents=[as_json], help="agreement of two files")
     comp.add_argument("a", metavar="A", help="first benchmark JSON")
     comp.add_argument("b", metavar="B", help="second benchmark JSON")
@@ -630,7 +656,10 @@ def build_parser() -> ArgParser:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "query": _cmd_query, "top": _cmd_top, "compare": _cmd_compare, "plot": _cmd_plot,
+    "query": _cmd_query,
+    "top": _cmd_top,
+    "compare": _cmd_compare,
+    "plot": _cmd_plot,
 }
 
 

@@ -1,4 +1,5 @@
 """Callbacks: the run record (with W&B config/summary) and an atomic per-epoch checkpoint."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -21,7 +22,14 @@ def _now() -> str:
 class RunRecorder(pl.Callback):
     """Logs the architecture's identity and complexity at fit start; writes the run record at the end."""
 
-    def __init__(self, path: Path, identity: dict[str, Any], recipe: dict[str, Any], execution: dict[str, Any], extra: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        identity: dict[str, Any],
+        recipe: dict[str, Any],
+        execution: dict[str, Any],
+        extra: dict[str, Any] | None = None,
+    ):
         self.path, self.identity, self.recipe, self.execution = Path(path), identity, recipe, execution
         self.extra = extra or {}
         self.complexity: dict[str, int] = {}
@@ -65,22 +73,35 @@ class RunRecorder(pl.Callback):
         record.update(recipe=self.recipe, execution=self.execution, **self.complexity)
         record.update(eval_split=dm.eval_split, epochs_completed=len(curves["epoch"]))
         record.update(_accuracies(curves, dm.eval_split, module.test_result, status, self.recipe["epochs"]))
-        record.update(curves=curves, train_time_s=sum(curves["epoch_time_s"]), wall_time_s=time.perf_counter() - self._t0)
+        record.update(
+            curves=curves, train_time_s=sum(curves["epoch_time_s"]), wall_time_s=time.perf_counter() - self._t0
+        )
         record.update(versions=records.library_versions(), device=records.device_info(module.device))
         record.update(wandb=_wandb_info(trainer), started_at=self.started_at, finished_at=_now(), **self.extra)
         if status == records.COMPLETE and record["epochs_completed"] != self.recipe["epochs"]:
-            record.update(status=records.FAILED, error=f"truncated: {record['epochs_completed']} of {self.recipe['epochs']} epochs")
+            record.update(
+                status=records.FAILED,
+                error=f"truncated: {record['epochs_completed']} of {self.recipe['epochs']} epochs",
+            )
         return record
 
 
-def _accuracies(curves: dict[str, list[float]], eval_split: str, test: dict[str, float], status: str, epochs: int) -> dict[str, Any]:
+def _accuracies(
+    curves: dict[str, list[float]], eval_split: str, test: dict[str, float], status: str, epochs: int
+) -> dict[str, Any]:
     """Final and best accuracy (percent) and the best epoch, from the per-epoch evaluation curve."""
     acc = curves["eval_acc"]
     best_epoch = max(range(len(acc)), key=acc.__getitem__) if acc else None
     best = acc[best_epoch] if acc else None
     if eval_split == "test":
         return {"test_acc_final": acc[-1] if acc else None, "test_acc_best": best, "best_epoch": best_epoch}
-    return {"test_acc_final": test.get("test_acc"), "test_acc_best": None, "best_epoch": best_epoch, "val_acc_final": acc[-1] if acc else None, "val_acc_best": best}
+    return {
+        "test_acc_final": test.get("test_acc"),
+        "test_acc_best": None,
+        "best_epoch": best_epoch,
+        "val_acc_final": acc[-1] if acc else None,
+        "val_acc_best": best,
+    }
 
 
 def _wandb_run(trainer: pl.Trainer) -> Any:
@@ -95,7 +116,13 @@ def _wandb_info(trainer: pl.Trainer) -> dict[str, Any] | None:
     run = _wandb_run(trainer)
     if run is None or getattr(run, "disabled", False):
         return None
-    return {"id": run.id, "url": getattr(run, "url", None), "project": run.project, "mode": run.settings.mode, "sweep_id": os.environ.get("WANDB_SWEEP_ID")}
+    return {
+        "id": run.id,
+        "url": getattr(run, "url", None),
+        "project": run.project,
+        "mode": run.settings.mode,
+        "sweep_id": os.environ.get("WANDB_SWEEP_ID"),
+    }
 
 
 class EpochCheckpoint(pl.Callback):

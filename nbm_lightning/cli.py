@@ -1,9 +1,11 @@
 """Shared command-line plumbing: one-line errors with exit status 2, never a traceback for bad input."""
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, NoReturn, Sequence
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from . import search_space
 

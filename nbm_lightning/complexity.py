@@ -1,11 +1,12 @@
 """Model complexity with the published definitions (ORIGINAL.md): params, weight MACs, ptflops MACs."""
+
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Callable
+from functools import cache
 
 import torch
 from torch import nn
@@ -107,17 +108,17 @@ def _meta_counts(build: Callable[[], nn.Module], input_shape: tuple[int, ...]) -
     return count_params(module), count_flops(module, input_shape)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _stem_counts(channels: int) -> tuple[int, int]:
     return _meta_counts(lambda: build_stem(channels), INPUT_SHAPE)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _layer_counts(layer: LayerSpec) -> tuple[int, int]:
     return _meta_counts(lambda: build_layer(layer), (1, layer.in_channels, layer.in_size, layer.in_size))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _head_counts(in_channels: int, head_channels: int, size: int, num_classes: int) -> tuple[int, int]:
     def build() -> nn.Module:
         pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())

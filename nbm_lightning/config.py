@@ -4,6 +4,7 @@
 The defaults are the published recipe (ORIGINAL.md, "Training recipe"). `Execution` is how a run is
 carried out (data pipeline, hardware, logging, paths): it is recorded but does not key results.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,7 +45,9 @@ class Recipe:
         SCHEDULES,
     )
     precision: str = _opt("32-true", "Lightning precision: '32-true' (published fp32) or a mixed mode", PRECISIONS)
-    val_size: int = _opt(0, "training images held out for per-epoch validation (0: evaluate on the test set, as published)")
+    val_size: int = _opt(
+        0, "training images held out for per-epoch validation (0: evaluate on the test set, as published)"
+    )
     split_seed: int = _opt(0, "seed of the validation split's indices")
     train_limit: int = _opt(0, "use only the first N training images (0: all; smoke runs)")
     eval_limit: int = _opt(0, "use only the first N evaluation images (0: all; smoke runs)")
@@ -79,7 +82,11 @@ class Execution:
 
     data_dir: str = _opt("./data", "folder holding (or receiving) cifar-10-batches-py/")
     download: bool = _opt(True, "download CIFAR-10 into data_dir when it is missing")
-    pipeline: str = _opt("tensor", "input pipeline: 'tensor' (dataset on the device, batched augmentation) or 'torchvision' (reference DataLoader)", PIPELINES)
+    pipeline: str = _opt(
+        "tensor",
+        "input pipeline: 'tensor' (dataset on the device, batched augmentation) or 'torchvision' (reference DataLoader)",
+        PIPELINES,
+    )
     num_workers: int = _opt(2, "DataLoader worker processes of the torchvision pipeline")
     eval_batch_size: int = _opt(1024, "images per evaluation batch (no effect on results)")
     accelerator: str = _opt("auto", "Lightning accelerator", ACCELERATORS)
@@ -87,7 +94,9 @@ class Execution:
     channels_last: bool = _opt(False, "channels_last memory format for the network and inputs")
     tf32: bool = _opt(False, "allow TF32 in cuDNN convolutions and matmuls (Ampere+ GPUs): faster, not strict fp32")
     compile: bool = _opt(False, "torch.compile the network (one compile per run)")
-    sgd_impl: str = _opt("auto", "SGD implementation: 'auto' (PyTorch's choice), 'foreach' or 'fused'", ("auto", "foreach", "fused"))
+    sgd_impl: str = _opt(
+        "auto", "SGD implementation: 'auto' (PyTorch's choice), 'foreach' or 'fused'", ("auto", "foreach", "fused")
+    )
     results_dir: str = _opt("results", "where run records <canonical>-s<seed>.json are written")
     ckpt_dir: str = _opt("checkpoints", "where per-run checkpoints for resuming live")
     keep_checkpoint: bool = _opt(False, "keep the last checkpoint after a complete run (deleted by default)")

@@ -6,14 +6,16 @@ uint8 images in one tensor on the training device and applies the same crop, fli
 tensor ops, drawn per epoch from a generator seeded by (seed, epoch): no workers, and a resumed run sees exactly
 the batches of an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import contextlib
 import math
 import os
+from collections.abc import Callable, Iterator, Sequence
 from numbers import Integral
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, Union
+from typing import Union
 
 import numpy as np
 import pytorch_lightning as pl
@@ -226,8 +228,7 @@ def download_cifar10(root: str | os.PathLike) -> None:
             dataset_class()(str(Path(root).expanduser()), train=train, download=True)
         except (OSError, RuntimeError) as err:  # no network, refused, bad archive
             raise DataMissingError(
-                f"could not download CIFAR-10 into {cifar10_folder(root)} ({_one_line(err)}): "
-                f"{_by_hand(root)}"
+                f"could not download CIFAR-10 into {cifar10_folder(root)} ({_one_line(err)}): {_by_hand(root)}"
             ) from err
 
 
@@ -398,7 +399,10 @@ class CIFAR10DataModule(pl.LightningDataModule):
 
     def _chosen_images(self, n_test: int) -> dict[str, list[int]]:
         """The images of each split to load, limits applied: train, test, and val when val_size > 0."""
-        chosen = {"train": _first(self._train_indices, self.train_limit), "test": _first(range(n_test), self.eval_limit)}
+        chosen = {
+            "train": _first(self._train_indices, self.train_limit),
+            "test": _first(range(n_test), self.eval_limit),
+        }
         if self._val_indices is not None:
             chosen["val"] = _first(self._val_indices, self.eval_limit)
         return chosen
@@ -417,7 +421,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
         train = split == "train"
         batch_size = self.batch_size if train else self.eval_batch_size
         if self.pipeline == "tensor":
-            return TensorLoader(*data, batch_size, train=train, seed=self.seed, epoch_fn=self._epoch_fn() if train else None)
+            return TensorLoader(
+                *data, batch_size, train=train, seed=self.seed, epoch_fn=self._epoch_fn() if train else None
+            )
         return DataLoader(
             data,
             batch_size,

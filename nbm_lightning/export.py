@@ -15,6 +15,7 @@ with `--allow-partial`). A last line says how many runs were read, used, rejecte
 set), `--metric final` the last epoch's. `--format extended` (nbm_lightning.extended) keeps every run,
 its curves and the provenance.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,9 +27,10 @@ import math
 import multiprocessing
 import re
 import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -163,7 +165,9 @@ def read_sources(sources: Sequence[Source], keep_curves: bool) -> tuple[list[Run
 def read_folder(folder: Path, keep_curves: bool = True) -> list[Run]:
     """The runs of every *.json file of a folder; UserError naming a corrupt or foreign file."""
     try:
-        return [run_from_record(records.read_record(path), str(path), keep_curves) for path in sorted(folder.glob("*.json"))]
+        return [
+            run_from_record(records.read_record(path), str(path), keep_curves) for path in sorted(folder.glob("*.json"))
+        ]
     except ValueError as err:
         raise UserError(str(err)) from None
 
@@ -173,17 +177,30 @@ def run_from_record(data: Mapping[str, Any], source: str, keep_curves: bool = Tr
     try:
         wandb = _field(data, "wandb", _dict_or_none) or {}
         return Run(
-            source=source, canonical=_field(data, "canonical", _str), seed=_field(data, "seed", _int),
-            arch=_field(data, "arch", _str), status=_field(data, "status", _str), error=data.get("error"),
-            recipe_hash=_field(data, "recipe_hash", _str), recipe=_field(data, "recipe", _dict),
+            source=source,
+            canonical=_field(data, "canonical", _str),
+            seed=_field(data, "seed", _int),
+            arch=_field(data, "arch", _str),
+            status=_field(data, "status", _str),
+            error=data.get("error"),
+            recipe_hash=_field(data, "recipe_hash", _str),
+            recipe=_field(data, "recipe", _dict),
             epochs_completed=_field(data, "epochs_completed", _int_or_none),
-            test_acc_best=_field(data, "test_acc_best", _num), test_acc_final=_field(data, "test_acc_final", _num),
-            best_epoch=_field(data, "best_epoch", _int_or_none), params=_field(data, "params", _int_or_none),
-            flops=_field(data, "flops", _int_or_none), ptflops_macs=_field(data, "ptflops_macs", _int_or_none),
-            train_time_s=_field(data, "train_time_s", _num), curves=_encoded(_field(data, "curves", _dict_or_none), keep_curves),
-            run_name=_field(data, "run_name", _str), wandb_id=wandb.get("id"), wandb_url=wandb.get("url"),
-            sweep_id=wandb.get("sweep_id"), finished_at=data.get("finished_at"),
-            versions=_field(data, "versions", _dict_or_none), device=_field(data, "device", _dict_or_none),
+            test_acc_best=_field(data, "test_acc_best", _num),
+            test_acc_final=_field(data, "test_acc_final", _num),
+            best_epoch=_field(data, "best_epoch", _int_or_none),
+            params=_field(data, "params", _int_or_none),
+            flops=_field(data, "flops", _int_or_none),
+            ptflops_macs=_field(data, "ptflops_macs", _int_or_none),
+            train_time_s=_field(data, "train_time_s", _num),
+            curves=_encoded(_field(data, "curves", _dict_or_none), keep_curves),
+            run_name=_field(data, "run_name", _str),
+            wandb_id=wandb.get("id"),
+            wandb_url=wandb.get("url"),
+            sweep_id=wandb.get("sweep_id"),
+            finished_at=data.get("finished_at"),
+            versions=_field(data, "versions", _dict_or_none),
+            device=_field(data, "device", _dict_or_none),
         )
     except ValueError as err:
         raise ValueError(f"malformed run record {source!r}: {err}") from None
@@ -210,13 +227,17 @@ def read_wandb(path: str, sweep_id: str | None) -> tuple[list[Run], list[Rejecte
         api = wandb.Api(timeout=WANDB_TIMEOUT_S)
         fetched = list(api.runs(path, filters=filters, per_page=WANDB_PAGE, **_eager(api.runs)))
     except Exception as err:  # network, auth, unknown project: one line, not a traceback
-        raise UserError(f"W&B query of {path!r} failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from None
+        raise UserError(
+            f"W&B query of {path!r} failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
     runs, rejected = [], []
     for run in fetched:
         try:
             runs.append(run_from_wandb(run, path))
         except ValueError as err:
-            rejected.append(Rejected(f"wandb:{path}/{run.id}", str(run.name), "foreign", f"not an nbm_lightning run: {err}"))
+            rejected.append(
+                Rejected(f"wandb:{path}/{run.id}", str(run.name), "foreign", f"not an nbm_lightning run: {err}")
+            )
     return runs, rejected
 
 
@@ -233,16 +254,30 @@ def run_from_wandb(run: Any, path: str) -> Run:
     config, summary = dict(run.config), run.summary
     both = _Either(summary, config)  # complexity is in both; the summary wins
     return Run(
-        source=f"wandb:{path}/{run.id}", canonical=_field(config, "canonical", _str), seed=_field(config, "seed", _int),
-        arch=_field(config, "arch", _str), status=summary.get("status"), error=None,
-        recipe_hash=_field(config, "recipe_hash", _str), recipe=_recipe_fields(config),
+        source=f"wandb:{path}/{run.id}",
+        canonical=_field(config, "canonical", _str),
+        seed=_field(config, "seed", _int),
+        arch=_field(config, "arch", _str),
+        status=summary.get("status"),
+        error=None,
+        recipe_hash=_field(config, "recipe_hash", _str),
+        recipe=_recipe_fields(config),
         epochs_completed=_field(summary, "epochs_completed", _int_or_none),
-        test_acc_best=_field(summary, "test_acc_best", _num), test_acc_final=_field(summary, "test_acc_final", _num),
-        best_epoch=_field(summary, "best_epoch", _int_or_none), params=_field(both, "params", _int_or_none),
-        flops=_field(both, "flops", _int_or_none), ptflops_macs=_field(both, "ptflops_macs", _int_or_none),
-        train_time_s=_field(summary, "_runtime", _num), curves=None, run_name=str(run.name), wandb_id=run.id,
-        wandb_url=getattr(run, "url", None), sweep_id=_sweep_id(run),
-        finished_at=_wandb_finished(run.created_at, summary.get("_runtime")), versions=None, device=None,
+        test_acc_best=_field(summary, "test_acc_best", _num),
+        test_acc_final=_field(summary, "test_acc_final", _num),
+        best_epoch=_field(summary, "best_epoch", _int_or_none),
+        params=_field(both, "params", _int_or_none),
+        flops=_field(both, "flops", _int_or_none),
+        ptflops_macs=_field(both, "ptflops_macs", _int_or_none),
+        train_time_s=_field(summary, "_runtime", _num),
+        curves=None,
+        run_name=str(run.name),
+        wandb_id=run.id,
+        wandb_url=getattr(run, "url", None),
+        sweep_id=_sweep_id(run),
+        finished_at=_wandb_finished(run.created_at, summary.get("_runtime")),
+        versions=None,
+        device=None,
     )
 
 
@@ -364,10 +399,15 @@ def rejection(run: Run, recipe_hash: str, field_name: str, expected: Mapping[str
     return None
 
 
-def _problems(run: Run, recipe_hash: str, field_name: str, expected: Mapping[str, tuple[int, int]]) -> Iterator[tuple[str, str | None]]:
+def _problems(
+    run: Run, recipe_hash: str, field_name: str, expected: Mapping[str, tuple[int, int]]
+) -> Iterator[tuple[str, str | None]]:
     """(rule, problem or None) in rule order; lazily, so a rule runs only after the previous ones passed."""
     yield "identity", _identity_problem(run)
-    yield "status", None if run.status == records.COMPLETE else f"status {run.status}" + (f": {run.error}" if run.error else "")
+    yield (
+        "status",
+        None if run.status == records.COMPLETE else f"status {run.status}" + (f": {run.error}" if run.error else ""),
+    )
     yield "recipe", None if run.recipe_hash == recipe_hash else f"recipe {run.recipe_hash} (exporting {recipe_hash})"
     yield "truncated", _truncation(run)
     yield "accuracy", _accuracy_problem(run, field_name)
@@ -385,7 +425,9 @@ def _complexity_problem(run: Run, expected: tuple[int, int]) -> str | None:
     """Reported params/flops that differ from complexity(canonical)."""
     if (run.params, run.flops) == expected:
         return None
-    return f"params/flops {run.params}/{run.flops} differ from complexity({run.canonical}) = {expected[0]}/{expected[1]}"
+    return (
+        f"params/flops {run.params}/{run.flops} differ from complexity({run.canonical}) = {expected[0]}/{expected[1]}"
+    )
 
 
 def _identity_problem(run: Run) -> str | None:
@@ -429,8 +471,13 @@ def _superseded_reason(older: Run, newer: Run) -> str:
     return f"duplicate of {newer.run_name}: kept the later {newer.source} (finished {newer.finished_at}, this one {older.finished_at})"
 
 
-def select(runs: Sequence[Run], pre_rejected: Sequence[Rejected], recipe_hash: str, metric: str,
-           expected: Mapping[str, tuple[int, int]]) -> Selection:
+def select(
+    runs: Sequence[Run],
+    pre_rejected: Sequence[Rejected],
+    recipe_hash: str,
+    metric: str,
+    expected: Mapping[str, tuple[int, int]],
+) -> Selection:
     """Apply every rule: reject, dedupe, then group the usable runs by canonical code."""
     field_name, usable, rejected = METRIC_FIELDS[metric], [], list(pre_rejected)
     for run in runs:
@@ -443,8 +490,9 @@ def select(runs: Sequence[Run], pre_rejected: Sequence[Rejected], recipe_hash: s
     groups, incomplete = group(by_pair)
     recipe = next((r.recipe for r in runs if r.recipe_hash == recipe_hash), {})
     read = len(runs) + len(pre_rejected)
-    return Selection(recipe_hash, recipe, groups, read, rejected, superseded, incomplete,
-                     GRID_SIZE - len(by_pair), by_pair)
+    return Selection(
+        recipe_hash, recipe, groups, read, rejected, superseded, incomplete, GRID_SIZE - len(by_pair), by_pair
+    )
 
 
 def group(by_pair: Mapping[tuple[str, int], Run]) -> tuple[dict[str, tuple[Run, ...]], dict[str, tuple[int, ...]]]:
@@ -491,8 +539,13 @@ def original(selection: Selection, metric: str) -> dict[str, dict[str, Any]]:
     field_name, table = METRIC_FIELDS[metric], {}
     for code, runs in selection.groups.items():
         acc = [getattr(run, field_name) for run in runs]
-        table[code] = {"test_acc": acc, "mean_acc": float(np.mean(acc)), "std": float(np.std(acc)),
-                       "params": runs[0].params, "flops": runs[0].flops}
+        table[code] = {
+            "test_acc": acc,
+            "mean_acc": float(np.mean(acc)),
+            "std": float(np.std(acc)),
+            "params": runs[0].params,
+            "flops": runs[0].flops,
+        }
     return {code: table[canonical(code)] for code in all_codes() if canonical(code) in table}
 
 
@@ -500,10 +553,16 @@ def provenance(selection: Selection, sources: Sequence[str], metric: str) -> dic
     """The extended file's provenance block (see nbm_lightning.extended)."""
     used = [run for runs in selection.groups.values() for run in runs]
     return {
-        "recipe_hash": selection.recipe_hash, "recipe": selection.recipe, "metric": metric, "sources": list(sources),
-        "versions": _distinct(run.versions for run in used), "devices": _devices(used),
-        "wandb_sweeps": sorted({r.sweep_id for r in used if r.sweep_id}), "counts": counts(selection),
-        "rejected": [vars(r) for r in selection.rejected], "superseded": [vars(r) for r in selection.superseded],
+        "recipe_hash": selection.recipe_hash,
+        "recipe": selection.recipe,
+        "metric": metric,
+        "sources": list(sources),
+        "versions": _distinct(run.versions for run in used),
+        "devices": _devices(used),
+        "wandb_sweeps": sorted({r.sweep_id for r in used if r.sweep_id}),
+        "counts": counts(selection),
+        "rejected": [vars(r) for r in selection.rejected],
+        "superseded": [vars(r) for r in selection.superseded],
         "incomplete": {code: list(seeds) for code, seeds in selection.incomplete.items()},
     }
 
@@ -526,28 +585,42 @@ def _devices(runs: Iterable[Run]) -> dict[str, int]:
 def counts(selection: Selection) -> dict[str, int]:
     """The headline counts of an export."""
     return {
-        "runs_read": selection.read, "runs_used": selection.used, "runs_rejected": len(selection.rejected),
-        "runs_superseded": len(selection.superseded), "runs_missing": selection.missing,
-        "runs_unused": selection.unused, "codes": len(selection.groups), "codes_incomplete": len(selection.incomplete),
+        "runs_read": selection.read,
+        "runs_used": selection.used,
+        "runs_rejected": len(selection.rejected),
+        "runs_superseded": len(selection.superseded),
+        "runs_missing": selection.missing,
+        "runs_unused": selection.unused,
+        "codes": len(selection.groups),
+        "codes_incomplete": len(selection.incomplete),
     }
 
 
 def summary_line(selection: Selection) -> str:
     """The last line of an export."""
     c = counts(selection)
-    line = (f"read {c['runs_read']} runs: used {c['runs_used']} ({c['codes']} codes x {len(SEEDS)} seeds), "
-            f"rejected {c['runs_rejected']}, superseded {c['runs_superseded']} duplicates, "
-            f"missing {c['runs_missing']} of {GRID_SIZE}")
-    return line + (f"; left out {c['codes_incomplete']} incomplete codes ({c['runs_unused']} of their runs read)"
-                   if c["codes_incomplete"] else "")
+    line = (
+        f"read {c['runs_read']} runs: used {c['runs_used']} ({c['codes']} codes x {len(SEEDS)} seeds), "
+        f"rejected {c['runs_rejected']}, superseded {c['runs_superseded']} duplicates, "
+        f"missing {c['runs_missing']} of {GRID_SIZE}"
+    )
+    return line + (
+        f"; left out {c['codes_incomplete']} incomplete codes ({c['runs_unused']} of their runs read)"
+        if c["codes_incomplete"]
+        else ""
+    )
 
 
 def incomplete_message(selection: Selection) -> str:
     """One line on the codes lacking seeds, with a few examples (partial codes first)."""
     partial = sorted(selection.incomplete, key=lambda code: (len(selection.incomplete[code]), code))
-    examples = ", ".join(f"{code} (seeds {', '.join(map(str, selection.incomplete[code]))} missing)" for code in partial[:EXAMPLES])
-    return (f"{len(selection.incomplete)} of {len(unique_codes())} canonical codes lack seeds "
-            f"({selection.missing} of {GRID_SIZE} runs missing), e.g. {examples}")
+    examples = ", ".join(
+        f"{code} (seeds {', '.join(map(str, selection.incomplete[code]))} missing)" for code in partial[:EXAMPLES]
+    )
+    return (
+        f"{len(selection.incomplete)} of {len(unique_codes())} canonical codes lack seeds "
+        f"({selection.missing} of {GRID_SIZE} runs missing), e.g. {examples}"
+    )
 
 
 def report(selection: Selection) -> list[str]:
@@ -562,7 +635,9 @@ def report(selection: Selection) -> list[str]:
 def _capped(lines: list[str]) -> list[str]:
     """At most LIST_LIMIT lines, then one saying how many more."""
     extra = len(lines) - LIST_LIMIT
-    return lines[:LIST_LIMIT] + ([f"... and {extra} more (all listed in an extended export's provenance)"] if extra > 0 else [])
+    return lines[:LIST_LIMIT] + (
+        [f"... and {extra} more (all listed in an extended export's provenance)"] if extra > 0 else []
+    )
 
 
 # ---------------------------------------------------------------- command line
@@ -571,15 +646,29 @@ def _capped(lines: list[str]) -> list[str]:
 def build_parser() -> ArgParser:
     """The export CLI."""
     parser = ArgParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--from", dest="sources", action="append", required=True, metavar="SOURCE",
-                        help="a folder of run records, or wandb:ENTITY/PROJECT[/SWEEP_ID] (repeatable)")
+    parser.add_argument(
+        "--from",
+        dest="sources",
+        action="append",
+        required=True,
+        metavar="SOURCE",
+        help="a folder of run records, or wandb:ENTITY/PROJECT[/SWEEP_ID] (repeatable)",
+    )
     parser.add_argument("--format", required=True, choices=FORMATS, help="published layout or extended schema")
     parser.add_argument("--out", required=True, help="file to write (atomically)")
-    parser.add_argument("--metric", choices=tuple(METRIC_FIELDS), default=None,
-                        help="accuracy of the original format's test_acc: best (published; default there) or final "
-                             "(default for extended, which stores both)")
-    parser.add_argument("--allow-partial", action="store_true", help="leave out canonical codes lacking seeds instead of failing")
-    parser.add_argument("--recipe-hash", type=_hash_arg, default=None, help="export this recipe (default: the majority's)")
+    parser.add_argument(
+        "--metric",
+        choices=tuple(METRIC_FIELDS),
+        default=None,
+        help="accuracy of the original format's test_acc: best (published; default there) or final "
+        "(default for extended, which stores both)",
+    )
+    parser.add_argument(
+        "--allow-partial", action="store_true", help="leave out canonical codes lacking seeds instead of failing"
+    )
+    parser.add_argument(
+        "--recipe-hash", type=_hash_arg, default=None, help="export this recipe (default: the majority's)"
+    )
     return parser
 
 
@@ -589,7 +678,9 @@ def _hash_arg(text: str) -> str:
     return text
 
 
-def export(sources: Sequence[str], fmt: str, out: str, metric: str, allow_partial: bool, recipe_hash: str | None) -> Selection:
+def export(
+    sources: Sequence[str], fmt: str, out: str, metric: str, allow_partial: bool, recipe_hash: str | None
+) -> Selection:
     """Read, select and write; UserError on bad input or (without allow_partial) incomplete codes."""
     parsed = [parse_source(spec) for spec in sources]
     if Path(out).is_dir():
@@ -611,7 +702,9 @@ def _check_complete(selection: Selection, allow_partial: bool) -> None:
     """UserError where codes lack seeds (unless allowed) or none is complete; else report the codes left out."""
     if selection.incomplete and not allow_partial:
         print(summary_line(selection), file=sys.stderr)
-        raise UserError(f"{incomplete_message(selection)}: pass --allow-partial to export the {len(selection.groups)} complete codes")
+        raise UserError(
+            f"{incomplete_message(selection)}: pass --allow-partial to export the {len(selection.groups)} complete codes"
+        )
     if not selection.groups:
         raise UserError(f"no canonical code has all {len(SEEDS)} seeds: nothing to export ({summary_line(selection)})")
     if selection.incomplete:
@@ -632,7 +725,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     metric = args.metric or DEFAULT_METRIC[args.format]
     selection = export(args.sources, args.format, args.out, metric, args.allow_partial, args.recipe_hash)
-    print(f"wrote {args.out} ({args.format}, metric {metric}, recipe {selection.recipe_hash}): {summary_line(selection)}")
+    print(
+        f"wrote {args.out} ({args.format}, metric {metric}, recipe {selection.recipe_hash}): {summary_line(selection)}"
+    )
     return 0
 
 

@@ -46,13 +46,15 @@ to parse on two cores, while the base64 form loads in under 0.1 s and keeps floa
 (~7 significant digits, far below the noise of a single training). `decode_curves(run)` turns them
 back into numpy arrays.
 """
+
 from __future__ import annotations
 
 import base64
 import json
 import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -71,8 +73,19 @@ METRICS = {  # provenance["metrics"]: the definition of each stored accuracy
 TOP_KEYS = ("format", "version", "created_at", "provenance", "archs")  # required top-level keys
 PROVENANCE_KEYS = ("recipe_hash", "recipe", "metric", "metrics", "sources", "versions", "devices", "counts", "curves")
 ARCH_KEYS = ("params", "flops", "ptflops_macs", "runs")  # required per-architecture keys
-RUN_KEYS = ("seed", "test_acc_best", "test_acc_final", "best_epoch", "epochs", "train_time_s", "run_name",
-            "wandb_id", "wandb_url", "finished_at", "curves")  # required per-run keys
+RUN_KEYS = (
+    "seed",
+    "test_acc_best",
+    "test_acc_final",
+    "best_epoch",
+    "epochs",
+    "train_time_s",
+    "run_name",
+    "wandb_id",
+    "wandb_url",
+    "finished_at",
+    "curves",
+)  # required per-run keys
 
 
 class RunLike(Protocol):
@@ -127,10 +140,17 @@ def _arch(runs: Sequence[RunLike]) -> dict[str, Any]:
 def _run(run: RunLike) -> dict[str, Any]:
     """One run's entry."""
     return {
-        "seed": run.seed, "test_acc_best": run.test_acc_best, "test_acc_final": run.test_acc_final,
-        "best_epoch": run.best_epoch, "epochs": run.epochs_completed, "train_time_s": _finite(run.train_time_s),
-        "run_name": run.run_name, "wandb_id": run.wandb_id, "wandb_url": run.wandb_url,
-        "finished_at": run.finished_at, "curves": None if run.curves is None else dict(run.curves),
+        "seed": run.seed,
+        "test_acc_best": run.test_acc_best,
+        "test_acc_final": run.test_acc_final,
+        "best_epoch": run.best_epoch,
+        "epochs": run.epochs_completed,
+        "train_time_s": _finite(run.train_time_s),
+        "run_name": run.run_name,
+        "wandb_id": run.wandb_id,
+        "wandb_url": run.wandb_url,
+        "finished_at": run.finished_at,
+        "curves": None if run.curves is None else dict(run.curves),
     }
 
 
@@ -186,7 +206,11 @@ def _arch_problem(code: str, arch: Any) -> str | None:
     if not isinstance(runs, list) or [r.get("seed") if isinstance(r, dict) else None for r in runs] != list(SEEDS):
         return f"{code}: runs must be one per seed in order {list(SEEDS)}"
     bad = next((r for r in runs if any(k not in r for k in RUN_KEYS) or not _is_number(r["test_acc_final"])), None)
-    return None if bad is None else f"{code} seed {bad['seed']}: expected keys {list(RUN_KEYS)} and a numeric test_acc_final"
+    return (
+        None
+        if bad is None
+        else f"{code} seed {bad['seed']}: expected keys {list(RUN_KEYS)} and a numeric test_acc_final"
+    )
 
 
 def _is_number(value: Any) -> bool:

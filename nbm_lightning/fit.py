@@ -3,14 +3,16 @@
 Options come from the built-in defaults (the published recipe), then `--config FILE.yaml`, then the
 command line, in the `--key=value` form a W&B agent passes. `--index N` picks pair N of the full grid.
 """
+
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from . import records
 from .cli import ArgParser, UserError, arch_code, run_main
@@ -61,16 +63,28 @@ def build_parser() -> ArgParser:
     run = parser.add_argument_group("run selection")
     run.add_argument("--arch", type=arch_code, help="architecture code, 8 digits over {0,1,2} (e.g. 12012012)")
     run.add_argument("--seed", type=int, default=None, help="seed of all generators (default: 0)")
-    run.add_argument("--index", type=int, default=None, help=f"grid pair N in 0..{GRID_SIZE - 1} instead of --arch/--seed (job arrays)")
+    run.add_argument(
+        "--index",
+        type=int,
+        default=None,
+        help=f"grid pair N in 0..{GRID_SIZE - 1} instead of --arch/--seed (job arrays)",
+    )
     run.add_argument("--config", default=None, help="YAML file of recipe/execution fields (e.g. configs/smoke.yaml)")
-    run.add_argument("--force", nargs="?", const=True, default=False, type=_bool_arg, help="retrain even if a complete record exists")
+    run.add_argument(
+        "--force", nargs="?", const=True, default=False, type=_bool_arg, help="retrain even if a complete record exists"
+    )
     for cls, title in ((Recipe, "recipe (hashed into the run record)"), (Execution, "execution")):
         group = parser.add_argument_group(title)
         for f in dataclasses.fields(cls):
             flags = [f"--{f.name.replace('_', '-')}"] + ([f"--{f.name}"] if "_" in f.name else [])
             choices = f" {{{','.join(f.metadata['choices'])}}}" if f.metadata.get("choices") else ""
-            group.add_argument(*flags, dest=f.name, default=argparse.SUPPRESS, metavar="VALUE",
-                               help=f"{f.metadata['help']}{choices} (default: {f.default!r})")
+            group.add_argument(
+                *flags,
+                dest=f.name,
+                default=argparse.SUPPRESS,
+                metavar="VALUE",
+                help=f"{f.metadata['help']}{choices} (default: {f.default!r})",
+            )
     return parser
 
 
@@ -137,8 +151,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(err))
     done = existing_record(job)
     if done is not None:
-        print(f"{job.name}: a complete record of this recipe exists at {job.record_path} "
-              f"(test acc final {done['test_acc_final']:.2f}%); nothing to do (--force retrains)")
+        print(
+            f"{job.name}: a complete record of this recipe exists at {job.record_path} "
+            f"(test acc final {done['test_acc_final']:.2f}%); nothing to do (--force retrains)"
+        )
         return 0
     from .train import train
 

@@ -1,4 +1,5 @@
 """MacroNet: turn a parsed NAS-Bench-Macro spec into modules (ORIGINAL.md, "Network")."""
+
 from __future__ import annotations
 
 import torch

@@ -1,9 +1,11 @@
 """MacroNetModule: the LightningModule that trains an injected network with the published recipe."""
+
 from __future__ import annotations
 
 import math
 import time
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -16,8 +18,12 @@ from .config import Recipe
 
 CURVES = ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_time_s")  # per-epoch series
 LOG_KEYS = {  # curve name -> logged metric name (W&B)
-    "lr": "lr", "train_loss": "train/loss", "train_acc": "train/acc", "eval_loss": "eval/loss",
-    "eval_acc": "eval/acc", "epoch_time_s": "time/epoch_s",
+    "lr": "lr",
+    "train_loss": "train/loss",
+    "train_acc": "train/acc",
+    "eval_loss": "eval/loss",
+    "eval_acc": "eval/acc",
+    "epoch_time_s": "time/epoch_s",
 }
 
 
@@ -28,19 +34,25 @@ class NonFiniteLossError(RuntimeError):
 def make_sgd(parameters: Iterable[nn.Parameter], recipe: Recipe, sgd_impl: str = "auto") -> torch.optim.SGD:
     """The recipe's SGD at the first epoch's learning rate; sgd_impl 'auto', 'foreach' or 'fused'."""
     r, impl = recipe, {"auto": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[sgd_impl]
-    return torch.optim.SGD(parameters, lr=r.lr_at(0), momentum=r.momentum, weight_decay=r.weight_decay, nesterov=r.nesterov, **impl)
+    return torch.optim.SGD(
+        parameters, lr=r.lr_at(0), momentum=r.momentum, weight_decay=r.weight_decay, nesterov=r.nesterov, **impl
+    )
 
 
 class MacroNetModule(pl.LightningModule):
     """Cross-entropy + SGD with the recipe's cosine schedule; per-epoch metrics reduced on the device."""
 
-    def __init__(self, net: nn.Module, num_classes: int, recipe: Recipe, channels_last: bool = False, sgd_impl: str = "auto"):
+    def __init__(
+        self, net: nn.Module, num_classes: int, recipe: Recipe, channels_last: bool = False, sgd_impl: str = "auto"
+    ):
         super().__init__()
         self.net, self.recipe, self.sgd_impl = net, recipe, sgd_impl
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # nan_strategy="disable": a NaN loss must propagate (and fail the run), not be silently dropped
         self.train_loss, self.eval_loss, self.test_loss = (MeanMetric(nan_strategy="disable") for _ in range(3))
-        self.train_acc, self.eval_acc, self.test_acc = (MulticlassAccuracy(num_classes, average="micro") for _ in range(3))
+        self.train_acc, self.eval_acc, self.test_acc = (
+            MulticlassAccuracy(num_classes, average="micro") for _ in range(3)
+        )
         self.history: dict[str, list[float]] = {name: [] for name in CURVES}
         self.test_result: dict[str, float] = {}
         self._epoch_start = 0.0
@@ -48,7 +60,9 @@ class MacroNetModule(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.contiguous(memory_format=self.memory_format))
 
-    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy) -> torch.Tensor:
+    def _step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], loss_metric: MeanMetric, acc_metric: MulticlassAccuracy
+    ) -> torch.Tensor:
         """Forward, loss, and device-side metric updates (no host synchronisation).
 
         The metric gets the per-image losses: an exact mean over images, and no Python-number weight (which
@@ -93,13 +107,20 @@ class MacroNetModule(pl.LightningModule):
 
     def _epoch_row(self) -> dict[str, float]:
         """This epoch's numbers (accuracies in percent), read from the device once."""
-        values = torch.stack([m.compute().float() for m in (self.train_loss, self.train_acc, self.eval_loss, self.eval_acc)]).tolist()
+        values = torch.stack(
+            [m.compute().float() for m in (self.train_loss, self.train_acc, self.eval_loss, self.eval_acc)]
+        ).tolist()
         for metric in (self.train_loss, self.train_acc, self.eval_loss, self.eval_acc):
             metric.reset()
         lr = self.optimizers().optimizer.param_groups[0]["lr"]
         return {
-            "epoch": self.current_epoch, "lr": lr, "train_loss": values[0], "train_acc": 100 * values[1],
-            "eval_loss": values[2], "eval_acc": 100 * values[3], "epoch_time_s": time.perf_counter() - self._epoch_start,
+            "epoch": self.current_epoch,
+            "lr": lr,
+            "train_loss": values[0],
+            "train_acc": 100 * values[1],
+            "eval_loss": values[2],
+            "eval_acc": 100 * values[3],
+            "epoch_time_s": time.perf_counter() - self._epoch_start,
         }
 
     def _epoch_line(self, row: dict[str, float]) -> str:

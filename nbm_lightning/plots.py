@@ -1,5 +1,6 @@
 """PNG plots of a benchmark: histograms (paper Figure 7), accuracy vs cost with the Pareto front, and
 the scatter of two files' mean accuracies. Matplotlib (Agg, no pyplot state) is imported on first use."""
+
 from __future__ import annotations
 
 import io
@@ -58,7 +59,11 @@ def plot_pareto(bench: Benchmark, out_dir: str | os.PathLike[str], x: str = "flo
     axes = figure.subplots()
     axes.scatter(cost, acc, s=4, color="0.6", alpha=0.6, label=f"all {len(bench)} architectures")
     axes.plot(cost[front], acc[front], "o-", color="tab:red", markersize=4, label=f"Pareto front ({len(front)})")
-    axes.set(xlabel=METRICS[x].label, ylabel=METRICS["mean_acc"].label, title=f"{len(front)} Pareto-optimal of {len(bench)} architectures")
+    axes.set(
+        xlabel=METRICS[x].label,
+        ylabel=METRICS["mean_acc"].label,
+        title=f"{len(front)} Pareto-optimal of {len(bench)} architectures",
+    )
     axes.legend(loc="lower right")
     axes.grid(alpha=0.3)
     return _save(figure, Path(out_dir) / f"accuracy_vs_{x}.png")
@@ -79,8 +84,12 @@ def plot_compare(a: Benchmark, b: Benchmark, out_dir: str | os.PathLike[str], re
     axes.scatter(x, y, s=4, alpha=0.5, color="tab:blue")
     low, high = math.floor(min(x.min(), y.min())), math.ceil(max(x.max(), y.max()))
     axes.plot([low, high], [low, high], "--", color="tab:red", linewidth=1, label="y = x")
-    axes.set(xlabel=f"{Path(a.source).name}: mean test accuracy (%)", ylabel=f"{Path(b.source).name}: mean test accuracy (%)")
-    axes.set_title(f"Kendall tau-b = {result.kendall_tau:.4f}, Spearman rho = {result.spearman_rho:.4f}, n = {result.n_shared}")
+    axes.set(
+        xlabel=f"{Path(a.source).name}: mean test accuracy (%)", ylabel=f"{Path(b.source).name}: mean test accuracy (%)"
+    )
+    axes.set_title(
+        f"Kendall tau-b = {result.kendall_tau:.4f}, Spearman rho = {result.spearman_rho:.4f}, n = {result.n_shared}"
+    )
     axes.legend(loc="lower right")
     axes.grid(alpha=0.3)
     return _save(figure, Path(out_dir) / "compare_mean_acc.png")

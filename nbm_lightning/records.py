@@ -1,4 +1,5 @@
 """Run records: one JSON file per (canonical code, seed), written atomically; provenance helpers."""
+
 from __future__ import annotations
 
 import json
@@ -96,7 +97,9 @@ def code_version() -> dict[str, Any]:
 
 
 def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
 
 
 def device_info(device: Any) -> dict[str, Any]:
@@ -105,4 +108,9 @@ def device_info(device: Any) -> dict[str, Any]:
 
     kind = getattr(device, "type", str(device))
     name = torch.cuda.get_device_name(device) if kind == "cuda" else (platform.processor() or platform.machine())
-    return {"type": kind, "name": name, "count": torch.cuda.device_count() if kind == "cuda" else os.cpu_count(), "host": socket.gethostname()}
+    return {
+        "type": kind,
+        "name": name,
+        "count": torch.cuda.device_count() if kind == "cuda" else os.cpu_count(),
+        "host": socket.gethostname(),
+    }

@@ -4,11 +4,12 @@ A code is a str of exactly 8 digits over {0, 1, 2}, one digit per searchable lay
 codes: it validates, canonicalizes, enumerates and parses them into an immutable, typed spec that
 `nbm_lightning.model` turns into modules.
 """
+
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 
 @dataclass(frozen=True)
@@ -113,13 +114,13 @@ def is_canonical(code: object) -> bool:
     return canonical(code) == code
 
 
-@lru_cache(maxsize=None)
+@cache
 def all_codes() -> tuple[str, ...]:
     """All 3**8 = 6561 codes, sorted."""
     return tuple("".join(p) for p in itertools.product(ALLOWED, repeat=NUM_LAYERS))
 
 
-@lru_cache(maxsize=None)
+@cache
 def unique_codes() -> tuple[str, ...]:
     """The 3969 canonical codes, sorted."""
     return tuple(sorted({canonical(c) for c in all_codes()}))

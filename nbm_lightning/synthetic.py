@@ -4,6 +4,7 @@
 `torchvision.datasets.CIFAR10(root)` reads it. Its md5 sums differ from the real files: read it with
 `NBM_CIFAR_SKIP_MD5=1` (see `nbm_lightning.data`).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,7 +34,12 @@ def write_cifar10(
     num_classes: int = 10,
 ) -> Path:
     """Write a synthetic CIFAR-10 under `root` and return its folder `root/cifar-10-batches-py`."""
-    for name, value, low in (("n_train", n_train, 0), ("n_test", n_test, 0), ("seed", seed, 0), ("num_classes", num_classes, 1)):
+    for name, value, low in (
+        ("n_train", n_train, 0),
+        ("n_test", n_test, 0),
+        ("seed", seed, 0),
+        ("num_classes", num_classes, 1),
+    ):
         _check_count(name, value, low)
     folder = Path(root) / CIFAR10.base_folder
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +79,9 @@ def _class_colours(rng: np.random.Generator, num_classes: int) -> np.ndarray:
     return grid[rng.permutation(len(grid))[:num_classes]]
 
 
-def _images(rng: np.random.Generator, n: int, num_classes: int, colours: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+def _images(
+    rng: np.random.Generator, n: int, num_classes: int, colours: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """`n` images as uint8 [n, 3072] and their labels: uniform noise, or class colour plus noise."""
     labels = rng.integers(0, num_classes, size=n)
     pixels = int(np.prod(IMAGE_SHAPE[1:]))

@@ -1,4 +1,5 @@
 """Weights & Biases set-up: pick the mode without ever prompting, and build the Lightning logger."""
+
 from __future__ import annotations
 
 import netrc
@@ -33,7 +34,17 @@ def resolve_mode(requested: str) -> str:
     return "online" if has_credentials() else "offline"
 
 
-def make_logger(mode: str, project: str, entity: str, name: str, group: str, tags: list[str], config: dict[str, Any], run_id: str | None, save_dir: Path) -> Any:
+def make_logger(
+    mode: str,
+    project: str,
+    entity: str,
+    name: str,
+    group: str,
+    tags: list[str],
+    config: dict[str, Any],
+    run_id: str | None,
+    save_dir: Path,
+) -> Any:
     """A WandbLogger for one run; resumes `run_id` where given (unless a sweep agent chose the id)."""
     from pytorch_lightning.loggers import WandbLogger
 
@@ -42,8 +53,17 @@ def make_logger(mode: str, project: str, entity: str, name: str, group: str, tag
     kwargs: dict[str, Any] = {} if in_sweep or run_id is None else {"id": run_id, "resume": "allow"}
     save_dir.mkdir(parents=True, exist_ok=True)
     logger = WandbLogger(
-        project=project, entity=entity or None, name=name, group=group, tags=tags, config=config, mode=mode,
-        save_dir=str(save_dir), job_type="train", log_model=False, **kwargs,
+        project=project,
+        entity=entity or None,
+        name=name,
+        group=group,
+        tags=tags,
+        config=config,
+        mode=mode,
+        save_dir=str(save_dir),
+        job_type="train",
+        log_model=False,
+        **kwargs,
     )
     run = logger.experiment
     if mode != "disabled":

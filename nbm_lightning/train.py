@@ -1,4 +1,5 @@
 """Train one Job: data, network, LightningModule, W&B logger, callbacks, resume, run record."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,6 @@ from .fit import Job
 from .model import MacroNet
 from .module import MacroNetModule, NonFiniteLossError
 from .tracking import make_logger, resolve_mode
-
 
 # Lightning notices that do not apply here: we log once per epoch, never per step.
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
@@ -42,12 +42,20 @@ def train(job: Job) -> int:
     if job.force:
         shutil.rmtree(job.ckpt_dir, ignore_errors=True)
     ckpt = job.ckpt_dir / "last.ckpt"
-    recorder = RunRecorder(job.record_path, identity(job), dataclasses.asdict(job.recipe), dataclasses.asdict(job.execution), _extra(dm, ckpt))
+    recorder = RunRecorder(
+        job.record_path,
+        identity(job),
+        dataclasses.asdict(job.recipe),
+        dataclasses.asdict(job.execution),
+        _extra(dm, ckpt),
+    )
     trainer = make_trainer(job, device, [recorder, EpochCheckpoint(ckpt)])
     return _fit(job, trainer, module, dm, ckpt, recorder)
 
 
-def _fit(job: Job, trainer: pl.Trainer, module: MacroNetModule, dm: CIFAR10DataModule, ckpt: Path, recorder: RunRecorder) -> int:
+def _fit(
+    job: Job, trainer: pl.Trainer, module: MacroNetModule, dm: CIFAR10DataModule, ckpt: Path, recorder: RunRecorder
+) -> int:
     """Fit (resuming where a checkpoint exists), test on a held-out split, and report."""
     if ckpt.exists():
         print(f"{job.name}: resuming from {ckpt}")
@@ -62,11 +70,16 @@ def _fit(job: Job, trainer: pl.Trainer, module: MacroNetModule, dm: CIFAR10DataM
         _finish_wandb(trainer)
     record = records.read_record(job.record_path) if recorder.written else {}
     if record.get("status") != records.COMPLETE:
-        print(f"{job.name}: FAILED: {record.get('error', 'interrupted before the end')}; checkpoint kept at {ckpt}", file=sys.stderr)
+        print(
+            f"{job.name}: FAILED: {record.get('error', 'interrupted before the end')}; checkpoint kept at {ckpt}",
+            file=sys.stderr,
+        )
         return 1
     if not job.execution.keep_checkpoint:
         shutil.rmtree(job.ckpt_dir, ignore_errors=True)
-    print(f"{job.name}: test acc final {record['test_acc_final']:.2f}% best {_fmt(record['test_acc_best'])}; record: {job.record_path}")
+    print(
+        f"{job.name}: test acc final {record['test_acc_final']:.2f}% best {_fmt(record['test_acc_best'])}; record: {job.record_path}"
+    )
     return 0
 
 
@@ -74,9 +87,18 @@ def make_datamodule(job: Job, device: torch.device) -> CIFAR10DataModule:
     """The CIFAR-10 DataModule of a job."""
     r, e = job.recipe, job.execution
     return CIFAR10DataModule(
-        data_dir=e.data_dir, batch_size=r.batch_size, eval_batch_size=e.eval_batch_size, pipeline=e.pipeline,
-        val_size=r.val_size, split_seed=r.split_seed, download=e.download, train_limit=r.train_limit,
-        eval_limit=r.eval_limit, num_workers=e.num_workers, seed=job.seed, device=str(device),
+        data_dir=e.data_dir,
+        batch_size=r.batch_size,
+        eval_batch_size=e.eval_batch_size,
+        pipeline=e.pipeline,
+        val_size=r.val_size,
+        split_seed=r.split_seed,
+        download=e.download,
+        train_limit=r.train_limit,
+        eval_limit=r.eval_limit,
+        num_workers=e.num_workers,
+        seed=job.seed,
+        device=str(device),
     )
 
 
@@ -85,16 +107,31 @@ def make_trainer(job: Job, device: torch.device, callbacks: list[pl.Callback]) -
     e = job.execution
     logger = _logger(job)
     return pl.Trainer(
-        max_epochs=job.recipe.epochs, accelerator="gpu" if device.type == "cuda" else device.type, devices=1,
-        precision=job.recipe.precision, logger=logger, callbacks=callbacks, enable_checkpointing=False,
-        num_sanity_val_steps=0, benchmark=e.cudnn_benchmark, enable_progress_bar=e.progress,
-        enable_model_summary=False, log_every_n_steps=50, default_root_dir=str(job.ckpt_dir),
+        max_epochs=job.recipe.epochs,
+        accelerator="gpu" if device.type == "cuda" else device.type,
+        devices=1,
+        precision=job.recipe.precision,
+        logger=logger,
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+        benchmark=e.cudnn_benchmark,
+        enable_progress_bar=e.progress,
+        enable_model_summary=False,
+        log_every_n_steps=50,
+        default_root_dir=str(job.ckpt_dir),
     )
 
 
 def identity(job: Job) -> dict[str, Any]:
     """The run's key fields, shared by the record and the W&B config."""
-    return {"arch": job.arch, "canonical": job.canonical, "seed": job.seed, "run_name": job.name, "recipe_hash": job.recipe.hash()}
+    return {
+        "arch": job.arch,
+        "canonical": job.canonical,
+        "seed": job.seed,
+        "run_name": job.name,
+        "recipe_hash": job.recipe.hash(),
+    }
 
 
 def _logger(job: Job) -> Any:
@@ -107,18 +144,27 @@ def _logger(job: Job) -> Any:
     id_file = job.ckpt_dir / "wandb_id"
     run_id = id_file.read_text().strip() if id_file.exists() else None
     config = {**identity(job), **dataclasses.asdict(job.recipe), **dataclasses.asdict(job.execution)}
-    logger = make_logger(mode, e.wandb_project, e.wandb_entity, job.name, job.canonical, _tags(job), config, run_id, Path("."))
+    logger = make_logger(
+        mode, e.wandb_project, e.wandb_entity, job.name, job.canonical, _tags(job), config, run_id, Path(".")
+    )
     records.atomic_write_text(id_file, logger.experiment.id)
     if mode == "offline":
-        print(f"W&B offline (no credentials found): upload later with `wandb sync {Path(logger.experiment.dir).parent}`")
+        print(
+            f"W&B offline (no credentials found): upload later with `wandb sync {Path(logger.experiment.dir).parent}`"
+        )
     return logger
 
 
 def _tags(job: Job) -> list[str]:
     """Tags for filtering in the W&B UI."""
     recipe = "published-recipe" if job.recipe == type(job.recipe)() else "custom-recipe"
-    return [recipe, f"seed-{job.seed}", f"pipeline-{job.execution.pipeline}", job.recipe.precision,
-            "canonical-input" if job.arch == job.canonical else "noncanonical-input"]
+    return [
+        recipe,
+        f"seed-{job.seed}",
+        f"pipeline-{job.execution.pipeline}",
+        job.recipe.precision,
+        "canonical-input" if job.arch == job.canonical else "noncanonical-input",
+    ]
 
 
 def _extra(dm: CIFAR10DataModule, ckpt: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
 """Shared fixtures: the published benchmark file (located as nbm_lightning.bench does)."""
+
 from __future__ import annotations
 
 import json
@@ -18,7 +19,9 @@ def published_path() -> Path:
     path = default_published_path()
     if path is None:
         if os.environ.get("NBM_REQUIRE_REFERENCE") == "1":
-            pytest.fail(f"NBM_REQUIRE_REFERENCE=1 but the published file is at neither $NBM_REFERENCE_JSON nor {DEFAULT_REFERENCE}")
+            pytest.fail(
+                f"NBM_REQUIRE_REFERENCE=1 but the published file is at neither $NBM_REFERENCE_JSON nor {DEFAULT_REFERENCE}"
+            )
         pytest.skip(
             "published nas-bench-macro_cifar10.json not found: set NBM_REFERENCE_JSON to its path "
             "(get it from the xiusu/NAS-Bench-Macro repository)"

@@ -2,6 +2,7 @@
 
 Golden values come from the published file (via the conftest fixtures) or from first principles.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -123,7 +124,13 @@ def test_pareto_front_is_non_dominated_complete_and_sorted(bench, x):
 
 
 def test_pareto_keeps_equal_points_and_drops_dominated_ones():
-    rows = [("00000000", 50.0, 10), ("10000000", 60.0, 20), ("20000000", 60.0, 20), ("01000000", 55.0, 30), ("02000000", 70.0, 30)]
+    rows = [
+        ("00000000", 50.0, 10),
+        ("10000000", 60.0, 20),
+        ("20000000", 60.0, 20),
+        ("01000000", 55.0, 30),
+        ("02000000", 70.0, 30),
+    ]
     small = Benchmark.from_records([Record(code, (acc,), acc, 0.0, 1, flops) for code, acc, flops in rows])
     assert [r.code for r in small.pareto()] == ["00000000", "10000000", "20000000", "02000000"]
     assert repr(small) == "Benchmark(5 archs, 1 seeds, source='<memory>')"
@@ -144,7 +151,10 @@ def test_to_frame(bench, published):
     frame = bench.to_frame()
     assert frame.shape == (3969, 7) and frame.index.name == "code"
     row = frame.loc["10210210"]
-    assert row["mean_acc"] == published["10201201"]["mean_acc"] and row["test_acc_2"] == published["10201201"]["test_acc"][2]
+    assert (
+        row["mean_acc"] == published["10201201"]["mean_acc"]
+        and row["test_acc_2"] == published["10201201"]["test_acc"][2]
+    )
 
 
 def test_missing_optional_dependencies_name_the_extra(bench, tmp_path, monkeypatch):
@@ -181,9 +191,14 @@ def _published_copy(published: dict) -> dict:
         (lambda p: {**p, "00000000": {**p["00000000"], "extra": 1}}, "record '00000000' has"),
         (lambda p: {**p, "00000000": {**p["00000000"], "params": 1.5}}, "record '00000000' has params 1.5"),
         (lambda p: {**p, "00000000": {**p["00000000"], "test_acc": []}}, "record '00000000' has test_acc"),
-        (lambda p: {**p, "00000001": {**p["00000001"], "mean_acc": 1.0}},
-         "breaks the published invariant: key '00000001' differs from its canonical code '00000010'"),
-        (lambda p: {"format": "nbm_lightning.extended", "version": 99, "archs": {}}, "not a valid nbm_lightning.extended v1 file: version 99"),
+        (
+            lambda p: {**p, "00000001": {**p["00000001"], "mean_acc": 1.0}},
+            "breaks the published invariant: key '00000001' differs from its canonical code '00000010'",
+        ),
+        (
+            lambda p: {"format": "nbm_lightning.extended", "version": 99, "archs": {}},
+            "not a valid nbm_lightning.extended v1 file: version 99",
+        ),
         (lambda p: {"format": "nbm_lightning.other"}, "not a valid nbm_lightning.extended v1 file"),
     ],
 )
@@ -230,8 +245,13 @@ def test_rank_statistics_edge_cases():
 def test_rank_statistics_match_scipy_on_published_seeds(bench):
     a, b = bench.test_acc[:, 0], bench.test_acc[:, 1]
     assert kendall_tau(a, b) == pytest.approx(scipy.stats.kendalltau(a, b).statistic, abs=1e-12)
-    assert spearman_rho(a, bench.mean_acc) == pytest.approx(scipy.stats.spearmanr(a, bench.mean_acc).statistic, abs=1e-12)
-    taus = [scipy.stats.kendalltau(bench.test_acc[:, i], bench.test_acc[:, j]).statistic for i, j in ((0, 1), (0, 2), (1, 2))]
+    assert spearman_rho(a, bench.mean_acc) == pytest.approx(
+        scipy.stats.spearmanr(a, bench.mean_acc).statistic, abs=1e-12
+    )
+    taus = [
+        scipy.stats.kendalltau(bench.test_acc[:, i], bench.test_acc[:, j]).statistic
+        for i, j in ((0, 1), (0, 2), (1, 2))
+    ]
     assert seed_noise_tau(bench.test_acc) == pytest.approx(np.mean(taus), abs=1e-12)
 
 
@@ -291,8 +311,9 @@ def test_plot_compare_writes_a_png(tmp_path, bench, published):
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if k != "NBM_BENCHMARK"} | (env or {})
-    return subprocess.run([sys.executable, "-m", "nbm_lightning.bench", *args], capture_output=True, text=True,
-                          env=environ, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nbm_lightning.bench", *args], capture_output=True, text=True, env=environ, timeout=120
+    )
 
 
 def test_cli_query_top_and_compare_json(published_path):

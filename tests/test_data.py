@@ -1,4 +1,5 @@
 """CIFAR-10 data: the tensor augmentation against torchvision, the loaders, the DataModule, synthetic files."""
+
 from __future__ import annotations
 
 import itertools
@@ -55,7 +56,9 @@ def tiny_root(tmp_path_factory) -> Path:
 
 def random_images(n: int, seed: int = 0) -> torch.Tensor:
     """n random uint8 images [n, 3, 32, 32]."""
-    return torch.randint(0, 256, (n, 3, CROP_SIZE, CROP_SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    return torch.randint(
+        0, 256, (n, 3, CROP_SIZE, CROP_SIZE), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def to_pil(image: torch.Tensor) -> Image.Image:
@@ -104,7 +107,9 @@ def test_augment_matches_torchvision_for_every_offset_and_flip():
     offsets, flips = every_offset_and_flip()
     images = random_images(len(flips))
     got = augment(images, offsets, flips, CIFAR10_MEAN, CIFAR10_STD)
-    want = torch.stack([torchvision_reference(img, int(o[0]), int(o[1]), bool(f)) for img, o, f in zip(images, offsets, flips)])
+    want = torch.stack(
+        [torchvision_reference(img, int(o[0]), int(o[1]), bool(f)) for img, o, f in zip(images, offsets, flips)]
+    )
     assert got.dtype == torch.float32 and got.shape == images.shape
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
 
@@ -112,8 +117,12 @@ def test_augment_matches_torchvision_for_every_offset_and_flip():
 def test_augment_matches_the_published_transform_objects(monkeypatch):
     transform = train_transform()
     images = random_images(6, seed=1)
-    for image, (top, left, flip) in zip(images, [(0, 0, False), (8, 8, True), (4, 4, True), (0, 8, False), (8, 0, True), (3, 5, False)]):
-        monkeypatch.setattr(transforms.RandomCrop, "get_params", staticmethod(lambda img, size, t=top, l=left: (t, l, *size)))
+    for image, (top, left, flip) in zip(
+        images, [(0, 0, False), (8, 8, True), (4, 4, True), (0, 8, False), (8, 0, True), (3, 5, False)]
+    ):
+        monkeypatch.setattr(
+            transforms.RandomCrop, "get_params", staticmethod(lambda img, size, t=top, l=left: (t, l, *size))
+        )
         transform.transforms[1].p = 1.0 if flip else 0.0
         got = augment(image[None], torch.tensor([[top, left]]), torch.tensor([flip]), CIFAR10_MEAN, CIFAR10_STD)[0]
         torch.testing.assert_close(got, transform(to_pil(image)), atol=1e-6, rtol=0)
@@ -154,7 +163,12 @@ def test_torchvision_draws_the_same_offset_range_and_flip_probability():
     assert {d[2:] for d in draws} == {(CROP_SIZE, CROP_SIZE)}
     assert {d[0] for d in draws} == {d[1] for d in draws} == set(range(SPAN))
     crop, flip = train_transform().transforms[:2]
-    assert (crop.size, crop.padding, crop.fill, crop.padding_mode) == ((CROP_SIZE, CROP_SIZE), CROP_PADDING, 0, "constant")
+    assert (crop.size, crop.padding, crop.fill, crop.padding_mode) == (
+        (CROP_SIZE, CROP_SIZE),
+        CROP_PADDING,
+        0,
+        "constant",
+    )
     assert flip.p == 0.5
 
 
@@ -187,7 +201,9 @@ def test_train_batches_are_augmented_draws_from_the_seed_and_epoch_stream():
     offsets, flips = sample_augment_params(10, generator, "cpu")
     x, y = collect(loader)
     assert torch.equal(y, order)
-    torch.testing.assert_close(x, augment(loader.images[order], offsets, flips, CIFAR10_MEAN, CIFAR10_STD), atol=0, rtol=0)
+    torch.testing.assert_close(
+        x, augment(loader.images[order], offsets, flips, CIFAR10_MEAN, CIFAR10_STD), atol=0, rtol=0
+    )
 
 
 def test_same_seed_and_epoch_give_identical_batches_so_resume_is_exact():
@@ -329,10 +345,19 @@ def fit(root: Path, ckpt_dir: Path, validate: bool, ckpt_path: str | None = None
     model = ValidatingRecorder() if validate else EpochRecorder()
     checkpoints = pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_top_k=-1, every_n_epochs=1)
     trainer = pl.Trainer(
-        max_epochs=3, accelerator="cpu", devices=1, logger=False, callbacks=[checkpoints], enable_progress_bar=False,
-        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=1.0 if validate else 0,
+        max_epochs=3,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        callbacks=[checkpoints],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1.0 if validate else 0,
     )
-    trainer.fit(model, datamodule=CIFAR10DataModule(str(root), batch_size=16, download=False, seed=4), ckpt_path=ckpt_path)
+    trainer.fit(
+        model, datamodule=CIFAR10DataModule(str(root), batch_size=16, download=False, seed=4), ckpt_path=ckpt_path
+    )
     return model
 
 
@@ -406,9 +431,19 @@ def test_download_is_skipped_when_the_files_are_there(tiny_root):
 @pytest.mark.parametrize(
     "name, value",
     [
-        ("pipeline", "dali"), ("batch_size", 0), ("eval_batch_size", -1), ("val_size", 50000), ("val_size", -1),
-        ("split_seed", 1.5), ("download", "yes"), ("train_limit", -1), ("eval_limit", True), ("num_workers", -2),
-        ("seed", -1), ("device", "gpu0"), ("data_dir", ""),
+        ("pipeline", "dali"),
+        ("batch_size", 0),
+        ("eval_batch_size", -1),
+        ("val_size", 50000),
+        ("val_size", -1),
+        ("split_seed", 1.5),
+        ("download", "yes"),
+        ("train_limit", -1),
+        ("eval_limit", True),
+        ("num_workers", -2),
+        ("seed", -1),
+        ("device", "gpu0"),
+        ("data_dir", ""),
     ],
 )
 def test_bad_constructor_arguments_name_the_value(name, value):
@@ -466,7 +501,9 @@ def test_learnable_synthetic_data_is_learned_well_above_chance(tmp_path):
     write_cifar10(tmp_path, n_train=512, n_test=256, learnable=True, seed=2)
     module = make_module(tmp_path, batch_size=64, eval_batch_size=256)
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)
+    )
     optimizer = torch.optim.Adam(net.parameters(), lr=0.01)
     for _ in range(4):
         for x, y in module.train_dataloader():

@@ -1,4 +1,5 @@
 """The exporter: the published layout from records, the extended format, the W&B source and every selection rule."""
+
 from __future__ import annotations
 
 import json
@@ -61,43 +62,68 @@ def test_original_export_reproduces_the_published_file(published_dir, published,
         for name in ("mean_acc", "std"):
             assert mine[name] == pytest.approx(theirs[name], abs=1e-9)
         assert mine["test_acc"] == pytest.approx(theirs["test_acc"], abs=1e-9)
-    assert capsys.readouterr().out.splitlines()[-1].endswith(
-        "read 11907 runs: used 11907 (3969 codes x 3 seeds), rejected 0, superseded 0 duplicates, missing 0 of 11907")
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .endswith(
+            "read 11907 runs: used 11907 (3969 codes x 3 seeds), rejected 0, superseded 0 duplicates, missing 0 of 11907"
+        )
+    )
 
 
 def test_every_rule_on_the_full_grid(published_dir, published, tmp_path, capsys):
     extra = tmp_path / "extra"
-    write_records(extra, [dict(r, wandb=None) for r in [
-        rec(CODES[1], 0, 99.0, finished_at=LATER),  # newer duplicate: kept
-        rec(CODES[2], 1, 11.0, finished_at=EARLIER),  # older duplicate: dropped
-        rec(CODES[3], 2, 12.0, status="failed", error="RuntimeError: boom", finished_at=LATER),
-        rec(CODES[4], 0, math.nan, finished_at=LATER),
-        rec(CODES[5], 0, 13.0, epochs_completed=10, finished_at=LATER),
-        rec(CODES[6], 0, 14.0, recipe=Recipe(epochs=1), epochs_completed=1, finished_at=LATER),
-        rec(CODES[7], 0, 15.0, params=counts(CODES[7])[0] + 1, finished_at=LATER),
-    ]])
+    write_records(
+        extra,
+        [
+            dict(r, wandb=None)
+            for r in [
+                rec(CODES[1], 0, 99.0, finished_at=LATER),  # newer duplicate: kept
+                rec(CODES[2], 1, 11.0, finished_at=EARLIER),  # older duplicate: dropped
+                rec(CODES[3], 2, 12.0, status="failed", error="RuntimeError: boom", finished_at=LATER),
+                rec(CODES[4], 0, math.nan, finished_at=LATER),
+                rec(CODES[5], 0, 13.0, epochs_completed=10, finished_at=LATER),
+                rec(CODES[6], 0, 14.0, recipe=Recipe(epochs=1), epochs_completed=1, finished_at=LATER),
+                rec(CODES[7], 0, 15.0, params=counts(CODES[7])[0] + 1, finished_at=LATER),
+            ]
+        ],
+    )
     out = tmp_path / "nbm.json"
-    assert run_export("--from", str(published_dir), "--from", str(extra), "--format", "original", "--out", str(out)) == 0
+    assert (
+        run_export("--from", str(published_dir), "--from", str(extra), "--format", "original", "--out", str(out)) == 0
+    )
     ours, captured = json.loads(out.read_text()), capsys.readouterr()
     assert ours[CODES[1]]["test_acc"][0] == 99.0
     for code, seed in [(CODES[i], s) for i, s in ((2, 1), (3, 2), (4, 0), (5, 0), (6, 0), (7, 0))]:
         assert ours[code]["test_acc"][seed] == published[code]["test_acc"][seed]
     err = captured.err
-    assert f"superseded {published_dir / CODES[1]}-s0.json: duplicate of {CODES[1]}-s0: kept the later {extra / CODES[1]}-s0.json" in err
+    assert (
+        f"superseded {published_dir / CODES[1]}-s0.json: duplicate of {CODES[1]}-s0: kept the later {extra / CODES[1]}-s0.json"
+        in err
+    )
     assert f"superseded {extra / CODES[2]}-s1.json: duplicate of" in err
     assert f"rejected {extra / CODES[3]}-s2.json: status failed: RuntimeError: boom" in err
-    assert f"rejected {extra / CODES[4]}-s0.json: non-finite accuracy {{'test_acc_best': nan, 'test_acc_final': nan}}" in err
+    assert (
+        f"rejected {extra / CODES[4]}-s0.json: non-finite accuracy {{'test_acc_best': nan, 'test_acc_final': nan}}"
+        in err
+    )
     assert f"rejected {extra / CODES[5]}-s0.json: truncated: 10 of 50 epochs" in err
     assert f"rejected 1 runs of recipe {Recipe(epochs=1).hash()} (exporting {Recipe().hash()}): not mixed" in err
     assert f"rejected {extra / CODES[7]}-s0.json: params/flops" in err
     assert captured.out.splitlines()[-1].endswith(
-        "read 11914 runs: used 11907 (3969 codes x 3 seeds), rejected 5, superseded 2 duplicates, missing 0 of 11907")
+        "read 11914 runs: used 11907 (3969 codes x 3 seeds), rejected 5, superseded 2 duplicates, missing 0 of 11907"
+    )
 
 
 def test_final_metric(tmp_path):
     folder, out = tmp_path / "records", tmp_path / "final.json"
     write_records(folder, [rec(A, seed, 90.0 + seed) for seed in SEEDS])
-    assert run_export("--from", str(folder), "--format", "original", "--metric", "final", "--out", str(out), "--allow-partial") == 0
+    assert (
+        run_export(
+            "--from", str(folder), "--format", "original", "--metric", "final", "--out", str(out), "--allow-partial"
+        )
+        == 0
+    )
     assert json.loads(out.read_text())[A]["test_acc"] == [89.5, 90.5, 91.5]
 
 
@@ -110,8 +136,16 @@ def test_extended_round_trip_with_provenance(published_dir, tmp_path):
     assert prov["recipe_hash"] == Recipe().hash() and prov["recipe"]["epochs"] == 50 and prov["metric"] == "final"
     assert prov["sources"] == [str(published_dir)] and prov["versions"]["torch"] == ["2.4.1"]
     assert prov["devices"] == {"NVIDIA H100": 11907} and set(prov["metrics"]) == {"test_acc_best", "test_acc_final"}
-    assert prov["counts"] == {"runs_read": 11907, "runs_used": 11907, "runs_rejected": 0, "runs_superseded": 0,
-                              "runs_missing": 0, "runs_unused": 0, "codes": 3969, "codes_incomplete": 0}
+    assert prov["counts"] == {
+        "runs_read": 11907,
+        "runs_used": 11907,
+        "runs_rejected": 0,
+        "runs_superseded": 0,
+        "runs_missing": 0,
+        "runs_unused": 0,
+        "codes": 3969,
+        "codes_incomplete": 0,
+    }
     assert list(data["archs"]) == list(CODES)
     arch = data["archs"]["12012012"]
     assert (arch["params"], arch["flops"]) == counts("12012012") and arch["ptflops_macs"] == arch["flops"] + 10
@@ -157,7 +191,9 @@ def test_missing_seeds_fail_without_allow_partial(tmp_path, capsys):
     out = tmp_path / "out.json"
     assert run_export("--from", str(partial_dir(tmp_path)), "--format", "original", "--out", str(out)) == 2
     last = capsys.readouterr().err.splitlines()[-1]
-    assert last.startswith("python -m nbm_lightning.export: error: 3968 of 3969 canonical codes lack seeds (11902 of 11907 runs missing)")
+    assert last.startswith(
+        "python -m nbm_lightning.export: error: 3968 of 3969 canonical codes lack seeds (11902 of 11907 runs missing)"
+    )
     assert f"e.g. {B} (seeds 2 missing)" in last and "--allow-partial" in last and not out.exists()
 
 
@@ -167,10 +203,14 @@ def test_allow_partial_leaves_incomplete_codes_out(tmp_path, capsys):
     assert run_export(*argv) == 0
     assert set(json.loads(out.read_text())) == {code for code in all_codes() if canonical(code) == A}
     captured = capsys.readouterr()
-    assert f"left out: 3968 of 3969 canonical codes lack seeds (11902 of 11907 runs missing), e.g. {B} (seeds 2 missing)" in captured.err
+    assert (
+        f"left out: 3968 of 3969 canonical codes lack seeds (11902 of 11907 runs missing), e.g. {B} (seeds 2 missing)"
+        in captured.err
+    )
     assert captured.out.splitlines()[-1].endswith(
         "read 5 runs: used 3 (1 codes x 3 seeds), rejected 0, superseded 0 duplicates, missing 11902 of 11907; "
-        "left out 3968 incomplete codes (2 of their runs read)")
+        "left out 3968 incomplete codes (2 of their runs read)"
+    )
 
 
 def test_recipes_are_never_mixed(tmp_path, capsys):
@@ -182,7 +222,9 @@ def test_recipes_are_never_mixed(tmp_path, capsys):
     assert "recipes tie for the majority" in capsys.readouterr().err
     assert run_export(*base, "--out", str(out), "--recipe-hash", other.hash()) == 0
     assert {canonical(code) for code in json.loads(out.read_text())} == {B}
-    assert f"rejected 3 runs of recipe {Recipe().hash()} (exporting {other.hash()}): not mixed" in capsys.readouterr().err
+    assert (
+        f"rejected 3 runs of recipe {Recipe().hash()} (exporting {other.hash()}): not mixed" in capsys.readouterr().err
+    )
     write_records(folder, [rec(C, 0)])  # the default recipe is now the majority
     assert run_export(*base, "--out", str(out)) == 0
     assert {canonical(code) for code in json.loads(out.read_text())} == {A}
@@ -190,32 +232,51 @@ def test_recipes_are_never_mixed(tmp_path, capsys):
     assert "no complete run of recipe abcdef123456" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, text, message", [
-    ("corrupt.json", "{not json", "corrupt run record"),
-    ("foreign.json", json.dumps({"a": 1}), "is not a run record"),
-    ("malformed.json", json.dumps({"schema": "nbm_lightning.run_record", "canonical": A, "seed": "zero"}), "field 'seed' bad"),
-])
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("corrupt.json", "{not json", "corrupt run record"),
+        ("foreign.json", json.dumps({"a": 1}), "is not a run record"),
+        (
+            "malformed.json",
+            json.dumps({"schema": "nbm_lightning.run_record", "canonical": A, "seed": "zero"}),
+            "field 'seed' bad",
+        ),
+    ],
+)
 def test_a_bad_file_is_named_and_fails_the_export(name, text, message, tmp_path, capsys):
     folder = tmp_path / "records"
     write_records(folder, full([A]))
     (folder / name).write_text(text)
-    assert run_export("--from", str(folder), "--format", "original", "--out", str(tmp_path / "o.json"), "--allow-partial") == 2
+    assert (
+        run_export("--from", str(folder), "--format", "original", "--out", str(tmp_path / "o.json"), "--allow-partial")
+        == 2
+    )
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and name in err and message in err and not (tmp_path / "o.json").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--from", "/no/such/dir"], "no such folder"),
-    (["--from", "wandb:only-entity"], "expected wandb:ENTITY/PROJECT"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--from", "/no/such/dir"], "no such folder"),
+        (["--from", "wandb:only-entity"], "expected wandb:ENTITY/PROJECT"),
+    ],
+)
 def test_bad_sources_exit_2(argv, message, tmp_path, capsys):
     assert run_export(*argv, "--format", "original", "--out", str(tmp_path / "o.json")) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
 
 
-@pytest.mark.parametrize("argv", [["--format", "csv"], ["--format", "original", "--metric", "mean"],
-                                  ["--format", "original", "--recipe-hash", "NOT-HEX"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--format", "csv"],
+        ["--format", "original", "--metric", "mean"],
+        ["--format", "original", "--recipe-hash", "NOT-HEX"],
+    ],
+)
 def test_bad_values_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         export.main(["--from", ".", "--out", "o.json", *argv])
@@ -245,14 +306,27 @@ class FakeApi:
 
 def fake_run(record: dict, run_id: str | None = None) -> FakeRun:
     """The W&B view of a record: config = identity + recipe + execution + complexity; summary = headline numbers."""
-    config = {k: record[k] for k in ("arch", "canonical", "seed", "run_name", "recipe_hash", "params", "flops", "ptflops_macs")}
+    config = {
+        k: record[k]
+        for k in ("arch", "canonical", "seed", "run_name", "recipe_hash", "params", "flops", "ptflops_macs")
+    }
     config.update(record["recipe"], **record["execution"])
-    summary = {k: record[k] for k in ("params", "flops", "ptflops_macs", "status", "test_acc_final", "test_acc_best", "best_epoch")}
+    summary = {
+        k: record[k]
+        for k in ("params", "flops", "ptflops_macs", "status", "test_acc_final", "test_acc_best", "best_epoch")
+    }
     summary.update({"eval/acc": {"max": record["test_acc_best"], "last": record["test_acc_final"]}, "_runtime": 600})
     run_id = run_id or record["wandb"]["id"]
-    return FakeRun(id=run_id, name=record["run_name"], state="finished", config=config, summary=summary,
-                   sweep=SimpleNamespace(id="sweep1"), url=f"https://wandb.example/ent/proj/runs/{run_id}",
-                   created_at=FINISHED_AT.replace("+00:00", "Z"))
+    return FakeRun(
+        id=run_id,
+        name=record["run_name"],
+        state="finished",
+        config=config,
+        summary=summary,
+        sweep=SimpleNamespace(id="sweep1"),
+        url=f"https://wandb.example/ent/proj/runs/{run_id}",
+        created_at=FINISHED_AT.replace("+00:00", "Z"),
+    )
 
 
 @pytest.fixture
@@ -266,13 +340,24 @@ def fake_wandb(monkeypatch):
 
 def test_wandb_source(fake_wandb, tmp_path, capsys):
     records = full([A, B]) + [rec(C, 0, recipe=Recipe(epochs=1), epochs_completed=1)]
-    fake_wandb.served = [fake_run(r) for r in records] + [FakeRun(id="x1", name="other", state="finished", config={"lr": 1},
-                                                                   summary={}, sweep=None, url="u", created_at=FINISHED_AT)]
+    fake_wandb.served = [fake_run(r) for r in records] + [
+        FakeRun(
+            id="x1",
+            name="other",
+            state="finished",
+            config={"lr": 1},
+            summary={},
+            sweep=None,
+            url="u",
+            created_at=FINISHED_AT,
+        )
+    ]
     out = tmp_path / "ext.json"
     argv = ["--from", "wandb:ent/proj/sweep1", "--format", "extended", "--out", str(out), "--allow-partial"]
     assert run_export(*argv) == 0
-    assert fake_wandb.calls == [{"path": "ent/proj", "filters": {"$and": [{"state": "finished"}, {"sweep": "sweep1"}]},
-                                 "per_page": 1000}]
+    assert fake_wandb.calls == [
+        {"path": "ent/proj", "filters": {"$and": [{"state": "finished"}, {"sweep": "sweep1"}]}, "per_page": 1000}
+    ]
     data = extended.load(out)
     assert list(data["archs"]) == [A, B]
     run = data["archs"][B]["runs"][2]
@@ -288,7 +373,17 @@ def test_wandb_and_folder_hold_the_same_runs(fake_wandb, tmp_path, capsys):
     write_records(folder, full([A]))
     fake_wandb.served = [fake_run(r) for r in full([A])]
     out = tmp_path / "o.json"
-    argv = ["--from", str(folder), "--from", "wandb:ent/proj", "--format", "original", "--out", str(out), "--allow-partial"]
+    argv = [
+        "--from",
+        str(folder),
+        "--from",
+        "wandb:ent/proj",
+        "--format",
+        "original",
+        "--out",
+        str(out),
+        "--allow-partial",
+    ]
     assert run_export(*argv) == 0
     assert fake_wandb.calls[0]["filters"] == {"state": "finished"}
     assert json.loads(out.read_text())[A]["test_acc"] == [90.0] * 3
@@ -307,4 +402,3 @@ def test_wandb_failure_is_one_line(monkeypatch, tmp_path, capsys):
     assert run_export("--from", "wandb:ent/proj", "--format", "original", "--out", str(tmp_path / "o.json")) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "W&B query of 'ent/proj' failed: ConnectionError: no route to api.wandb.ai" in err
-

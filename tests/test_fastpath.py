@@ -1,5 +1,6 @@
 """The fast path: same function as the reference path, no per-step host sync, bounded recompiles; the benchmark's
 Lightning-vs-plain comparison compares like with like; benchmarks.run writes every section with positive numbers."""
+
 from __future__ import annotations
 
 import collections
@@ -45,12 +46,21 @@ def test_fast_path_matches_reference_on_cpu():
     outcomes = fc.check(SMALL, CPU, steps=3, batch_size=8, compile="off")
     assert [o.variant for o in outcomes] == ["channels_last+fused+benchmark", "channels_last+foreach+benchmark"]
     assert all(o.passed for o in outcomes), [o.line() for o in outcomes]
-    assert all(o.update_diff == 0.0 for o in outcomes)  # fused / foreach SGD are bit-identical to the default on the CPU
+    assert all(
+        o.update_diff == 0.0 for o in outcomes
+    )  # fused / foreach SGD are bit-identical to the default on the CPU
 
 
 def test_check_fails_for_another_function():
     data = fc.batches(2, 8, CPU)
-    outcome = fc.compare(SMALL, fc.REFERENCE.with_(name="bf16", precision="bf16-mixed"), fc.reference_run(SMALL, data, CPU), data, CPU, fc.TOLERANCE["fp32"])
+    outcome = fc.compare(
+        SMALL,
+        fc.REFERENCE.with_(name="bf16", precision="bf16-mixed"),
+        fc.reference_run(SMALL, data, CPU),
+        data,
+        CPU,
+        fc.TOLERANCE["fp32"],
+    )
     assert not outcome.passed and "gradients" in outcome.failures()
 
 
@@ -67,7 +77,9 @@ class LossRecorder(pl.Callback):
 def test_lightning_and_plain_loops_take_the_same_steps(data, path):
     recorder = LossRecorder()
     trainer = ts.make_trainer(path, CPU, [recorder], limit_train_batches=4, limit_val_batches=0)
-    trainer.fit(ts.make_module(SMALL, path, CPU, seed=3), datamodule=ts.make_datamodule(data, path, ts.TINY, CPU, seed=3))
+    trainer.fit(
+        ts.make_module(SMALL, path, CPU, seed=3), datamodule=ts.make_datamodule(data, path, ts.TINY, CPU, seed=3)
+    )
     loop = ts.PlainLoop(ts.make_net(SMALL, path, CPU, seed=3), path, CPU)
     batches = ts.on_device(ts.make_datamodule(data, path, ts.TINY, CPU, seed=3).train_dataloader(), CPU)
     plain = [loop.train_step(batch) for batch in itertools.islice(batches, 4)]
@@ -75,8 +87,19 @@ def test_lightning_and_plain_loops_take_the_same_steps(data, path):
 
 
 # ---------------------------------------------------------------- no host synchronisation inside a training step
-SYNCING = {torch.Tensor.item, torch.Tensor.tolist, torch.Tensor.__bool__, torch.Tensor.__int__, torch.Tensor.__float__,
-           torch.Tensor.cpu, torch.Tensor.numpy, torch.unique, torch.Tensor.unique, torch.nonzero, torch.Tensor.nonzero}
+SYNCING = {
+    torch.Tensor.item,
+    torch.Tensor.tolist,
+    torch.Tensor.__bool__,
+    torch.Tensor.__int__,
+    torch.Tensor.__float__,
+    torch.Tensor.cpu,
+    torch.Tensor.numpy,
+    torch.unique,
+    torch.Tensor.unique,
+    torch.nonzero,
+    torch.Tensor.nonzero,
+}
 FROM_HOST = {torch.as_tensor, torch.tensor}  # Python data -> device: a blocking copy on CUDA
 
 
@@ -159,13 +182,28 @@ def _positive(value) -> bool:
 
 def test_run_writes_every_section_with_positive_numbers(data, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    args = ["--device", "cpu", "--size", "tiny", "--data-dir", str(data), "--archs", "00000000",
-            "--sections", "pipeline,training,concurrency,query,compile", "--out", str(out)]
+    args = [
+        "--device",
+        "cpu",
+        "--size",
+        "tiny",
+        "--data-dir",
+        str(data),
+        "--archs",
+        "00000000",
+        "--sections",
+        "pipeline,training,concurrency,query,compile",
+        "--out",
+        str(out),
+    ]
     assert bench.main(args) == 0
     result = json.loads(out.read_text())
     assert result["meta"]["command"] == "python -m benchmarks.run " + " ".join(args)
     assert {"meta", "pipeline", "training", "concurrency", "query"} <= set(result)
-    assert result["meta"]["data"]["kind"] == "cifar10 format, md5 not checked" and result["meta"]["versions"]["torch"] == torch.__version__
+    assert (
+        result["meta"]["data"]["kind"] == "cifar10 format, md5 not checked"
+        and result["meta"]["versions"]["torch"] == torch.__version__
+    )
     assert len(result["pipeline"]["rows"]) >= 2 and _positive(result["pipeline"])
     paths = {(r["path"], r["loop"]) for r in result["training"]["rows"]}
     assert {("reference", "lightning"), ("fast", "lightning"), ("fast", "plain"), ("fast+bf16", "lightning")} == paths
@@ -178,12 +216,16 @@ def test_overhead_section_reports_medians_and_cost_per_step(data):
     size = dataclasses.replace(bench.SIZES["tiny"], overhead_steps=3)
     section = bench.overhead_section(data, size, CPU, repeats=1)
     assert set(section["median_images_per_s"]) == {"lightning", "plain"} and _positive(section["median_images_per_s"])
-    assert section["lightning_vs_plain"] == pytest.approx(section["median_images_per_s"]["lightning"] / section["median_images_per_s"]["plain"])
+    assert section["lightning_vs_plain"] == pytest.approx(
+        section["median_images_per_s"]["lightning"] / section["median_images_per_s"]["plain"]
+    )
 
 
 def test_concurrent_runs_meet_at_the_barrier(data, tmp_path):
     clock = bench.Clock(0)
-    section = bench.concurrency_section(data, "tiny", bench.SIZES["tiny"], CPU, tmp_path, clock, parties=(2,), code="00000000")
+    section = bench.concurrency_section(
+        data, "tiny", bench.SIZES["tiny"], CPU, tmp_path, clock, parties=(2,), code="00000000"
+    )
     assert [r["runs"] for r in section["rows"]] == [2] and _positive(section["rows"])
     assert section["rows"][0]["aggregate_images_per_s"] == pytest.approx(2 * section["rows"][0]["per_run_images_per_s"])
 

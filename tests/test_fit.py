@@ -1,4 +1,5 @@
 """The training job: CLI parsing, schedule, end-to-end runs, records, resume, skip and failure paths."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,30 @@ from nbm_lightning.synthetic import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_FIELDS = {
-    "schema", "status", "arch", "canonical", "seed", "recipe", "recipe_hash", "execution", "params", "flops",
-    "ptflops_macs", "test_acc_final", "test_acc_best", "best_epoch", "curves", "wall_time_s", "train_time_s",
-    "versions", "device", "wandb", "started_at", "finished_at", "eval_split", "epochs_completed",
+    "schema",
+    "status",
+    "arch",
+    "canonical",
+    "seed",
+    "recipe",
+    "recipe_hash",
+    "execution",
+    "params",
+    "flops",
+    "ptflops_macs",
+    "test_acc_final",
+    "test_acc_best",
+    "best_epoch",
+    "curves",
+    "wall_time_s",
+    "train_time_s",
+    "versions",
+    "device",
+    "wandb",
+    "started_at",
+    "finished_at",
+    "eval_split",
+    "epochs_completed",
 }
 CURVES = {"epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_time_s"}
 
@@ -43,7 +65,9 @@ def test_published_schedule_values():
 
 def test_standard_schedule_values():
     r = Recipe(schedule="standard", epochs=4, lr=0.2)
-    assert [r.lr_at(e) for e in range(4)] == pytest.approx([0.2, 0.1 * (1 + math.cos(math.pi / 4)), 0.1, 0.1 * (1 + math.cos(3 * math.pi / 4))])
+    assert [r.lr_at(e) for e in range(4)] == pytest.approx(
+        [0.2, 0.1 * (1 + math.cos(math.pi / 4)), 0.1, 0.1 * (1 + math.cos(3 * math.pi / 4))]
+    )
     with pytest.raises(ValueError, match="epoch 4"):
         r.lr_at(4)
 
@@ -54,7 +78,9 @@ def test_default_yaml_is_the_builtin_default():
     execution = Execution(**{k: v for k, v in data.items() if k in Execution.__dataclass_fields__})
     assert recipe == Recipe() and execution == Execution()
     assert set(data) == set(Recipe.__dataclass_fields__) | set(Execution.__dataclass_fields__)
-    assert _resolve("--arch=12012012", "--config", str(ROOT / "configs" / "default.yaml")).recipe.hash() == Recipe().hash()
+    assert (
+        _resolve("--arch=12012012", "--config", str(ROOT / "configs" / "default.yaml")).recipe.hash() == Recipe().hash()
+    )
 
 
 def test_smoke_yaml_is_short():
@@ -63,7 +89,15 @@ def test_smoke_yaml_is_short():
 
 
 def test_agent_style_args_keep_leading_zeros_and_override_config():
-    job = _resolve("--arch=01201201", "--seed=2", "--config", str(ROOT / "configs" / "smoke.yaml"), "--epochs=3", "--batch_size=32", "--download=false")
+    job = _resolve(
+        "--arch=01201201",
+        "--seed=2",
+        "--config",
+        str(ROOT / "configs" / "smoke.yaml"),
+        "--epochs=3",
+        "--batch_size=32",
+        "--download=false",
+    )
     assert (job.arch, job.seed, job.canonical) == ("01201201", 2, "01210210")
     assert job.recipe.epochs == 3 and job.recipe.batch_size == 32 and job.execution.download is False
     assert job.record_path == Path("results/smoke/01210210-s2.json")
@@ -85,9 +119,18 @@ def test_recipe_hash_tracks_recipe_not_execution():
     assert a.recipe.hash() != _resolve("--arch=12012012", "--epochs=49").recipe.hash()
 
 
-def _cli(*argv: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nbm_lightning.fit", *argv], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=timeout, stdin=subprocess.DEVNULL)
+def _cli(
+    *argv: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nbm_lightning.fit", *argv],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_help_lists_every_option_with_default():
@@ -149,9 +192,20 @@ def _env(wandb_mode: str = "offline") -> dict:
     return env
 
 
-def _train(tmp_path: Path, data: Path, *extra: str, epochs: int = 2, wandb_mode: str = "offline", **kw) -> subprocess.CompletedProcess:
-    argv = [f"--data-dir={data}", "--download=false", f"--epochs={epochs}", "--batch-size=32", "--eval-batch-size=64",
-            "--progress=false", "--accelerator=cpu", "--num-workers=0", *extra]
+def _train(
+    tmp_path: Path, data: Path, *extra: str, epochs: int = 2, wandb_mode: str = "offline", **kw
+) -> subprocess.CompletedProcess:
+    argv = [
+        f"--data-dir={data}",
+        "--download=false",
+        f"--epochs={epochs}",
+        "--batch-size=32",
+        "--eval-batch-size=64",
+        "--progress=false",
+        "--accelerator=cpu",
+        "--num-workers=0",
+        *extra,
+    ]
     return _cli(*argv, cwd=tmp_path, env=_env(wandb_mode), **kw)
 
 
@@ -170,7 +224,11 @@ def test_end_to_end_record_and_offline_wandb(tmp_path, tiny_data, published, pip
     assert record["recipe"]["epochs"] == 2 and record["recipe_hash"] == Recipe(epochs=2, batch_size=32).hash()
     assert record["execution"]["pipeline"] == pipeline and record["epochs_completed"] == 2
     acc = record["curves"]["eval_acc"]
-    assert record["test_acc_final"] == acc[-1] and record["test_acc_best"] == max(acc) and acc[record["best_epoch"]] == max(acc)
+    assert (
+        record["test_acc_final"] == acc[-1]
+        and record["test_acc_best"] == max(acc)
+        and acc[record["best_epoch"]] == max(acc)
+    )
     assert all(0 <= a <= 100 and a * 40 / 100 == pytest.approx(round(a * 40 / 100)) for a in acc)  # k/40 in percent
     assert record["curves"]["lr"] == pytest.approx([Recipe(epochs=2).lr_at(e) for e in range(2)])
     assert record["versions"]["torch"] and record["device"]["type"] == "cpu"
@@ -217,9 +275,22 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, learnable_data):
     assert straight.returncode == 0, straight.stderr[-3000:]
     base = tmp_path / "b"
     base.mkdir()
-    cmd = [sys.executable, "-m", "nbm_lightning.fit", f"--data-dir={learnable_data}", "--download=false", "--epochs=3",
-           "--progress=false", "--accelerator=cpu", "--num-workers=0", "--eval-batch-size=64", *argv]
-    proc = subprocess.Popen(cmd, cwd=base, env=_env("disabled"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "nbm_lightning.fit",
+        f"--data-dir={learnable_data}",
+        "--download=false",
+        "--epochs=3",
+        "--progress=false",
+        "--accelerator=cpu",
+        "--num-workers=0",
+        "--eval-batch-size=64",
+        *argv,
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=base, env=_env("disabled"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     ckpt = None
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -243,7 +314,9 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, learnable_data):
 
 
 def test_training_learns(tmp_path, learnable_data):
-    proc = _train(tmp_path, learnable_data, "--arch=00000000", "--batch-size=32", "--lr=0.05", epochs=4, wandb_mode="disabled")
+    proc = _train(
+        tmp_path, learnable_data, "--arch=00000000", "--batch-size=32", "--lr=0.05", epochs=4, wandb_mode="disabled"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((tmp_path / "results" / "00000000-s0.json").read_text())
     losses = record["curves"]["train_loss"]

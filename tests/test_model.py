@@ -1,4 +1,5 @@
 """MacroNet and its complexity, pinned to the published file."""
+
 import subprocess
 import sys
 

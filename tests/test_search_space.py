@@ -1,4 +1,5 @@
 """Codes: validation, canonicalization, enumeration and parsing."""
+
 import itertools
 import subprocess
 import sys

@@ -1,4 +1,5 @@
 """The W&B sweep files, what an agent runs from them, `make --missing`, the agent launcher and the SLURM array."""
+
 from __future__ import annotations
 
 import itertools
@@ -11,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-import sweeps
 import yaml
 from sweeps.grid_search import grid_search_next_runs
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
+import sweeps
 from nbm_lightning import sweep
 from nbm_lightning.cli import run_main
 from nbm_lightning.config import SEEDS, Recipe, load_yaml, split_overrides
@@ -25,7 +26,6 @@ from nbm_lightning.search_space import is_canonical, unique_codes
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ (already there under `python -m pytest`)
 from benchmarks.export import make_record, write_records  # noqa: E402
-
 
 
 def load(path: Path) -> dict:
@@ -149,7 +149,10 @@ def test_missing_sweep_of_another_recipe_carries_its_config(tmp_path, monkeypatc
     smoke = Recipe(**split_overrides(load_yaml(ROOT / "configs" / "smoke.yaml"))[0])
     write_records(tmp_path / "r", [record(unique_codes()[0], 0, recipe=smoke), record(unique_codes()[1], 0)])
     out = tmp_path / "m.yaml"
-    assert sweep.main(["make", "--missing", str(tmp_path / "r"), "--config-file", "configs/smoke.yaml", "--out", str(out)]) == 0
+    assert (
+        sweep.main(["make", "--missing", str(tmp_path / "r"), "--config-file", "configs/smoke.yaml", "--out", str(out)])
+        == 0
+    )
     config = load(out)
     assert config["parameters"]["index"]["values"] == list(range(1, GRID_SIZE))
     assert config["parameters"]["config"] == {"value": "configs/smoke.yaml"}
@@ -164,15 +167,18 @@ def test_missing_with_nothing_missing_writes_nothing(tmp_path, monkeypatch, caps
     assert "nothing missing" in capsys.readouterr().out and not (tmp_path / "m.yaml").exists()
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["make", "--missing", "."], "--missing needs --out"),
-    (["make", "--missing", "/no/such/dir", "--out", "x.yaml"], "no such folder"),
-    (["make", "--missing", ".", "--out", "x.yaml", "--config-file", "nope.yaml"], "bad --config-file"),
-    (["make", "--config-file", "configs/smoke.yaml"], "--config-file goes with --missing"),
-    (["agents", "a b", "--gpus", "0", "--dry-run"], "bad SWEEP_PATH"),
-    (["agents", "e/p/s", "--gpus", "0,0", "--dry-run"], "bad --gpus"),
-    (["agents", "e/p/s", "--gpus", "0", "--per-gpu", "0", "--dry-run"], "bad --per-gpu"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["make", "--missing", "."], "--missing needs --out"),
+        (["make", "--missing", "/no/such/dir", "--out", "x.yaml"], "no such folder"),
+        (["make", "--missing", ".", "--out", "x.yaml", "--config-file", "nope.yaml"], "bad --config-file"),
+        (["make", "--config-file", "configs/smoke.yaml"], "--config-file goes with --missing"),
+        (["agents", "a b", "--gpus", "0", "--dry-run"], "bad SWEEP_PATH"),
+        (["agents", "e/p/s", "--gpus", "0,0", "--dry-run"], "bad --gpus"),
+        (["agents", "e/p/s", "--gpus", "0", "--per-gpu", "0", "--dry-run"], "bad --per-gpu"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert run_main(sweep.main, argv, prog=sweep.PROG) == 2
     err = capsys.readouterr().err
@@ -225,7 +231,7 @@ def test_launch_waits_and_forwards_ctrl_c(tmp_path):
     supervisor = textwrap.dedent(f"""
         import sys
         from nbm_lightning import sweep
-        agents = [sweep.Agent(g, k, (sys.executable, {str(tmp_path / 'agent.py')!r}, {str(tmp_path)!r}, str(k)), (("CUDA_VISIBLE_DEVICES", g),))
+        agents = [sweep.Agent(g, k, (sys.executable, {str(tmp_path / "agent.py")!r}, {str(tmp_path)!r}, str(k)), (("CUDA_VISIBLE_DEVICES", g),))
                   for g in ("0", "1") for k in range(2)]
         sys.exit(sweep.launch(agents, None))
     """)
@@ -236,7 +242,9 @@ def test_launch_waits_and_forwards_ctrl_c(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == sweep.INTERRUPTED
-    assert sorted(p.name for p in tmp_path.glob("stopped-*")) == [f"stopped-{g}-{k}" for g, k in itertools.product("01", "01")]
+    assert sorted(p.name for p in tmp_path.glob("stopped-*")) == [
+        f"stopped-{g}-{k}" for g, k in itertools.product("01", "01")
+    ]
     assert {p.read_text() for p in tmp_path.glob("stopped-*")} == {"SIGINT"}
     assert len(out.splitlines()) == 4 and "gpu 1 slot 1 pid" in out
 
@@ -246,27 +254,39 @@ echo "$@" >> "$CALLS"
 """
 
 
-@pytest.mark.parametrize("task, per_task, indices", [(0, "3", [0, 1, 2]), (3968, "3", [11904, 11905, 11906]),
-                                                      (992, "12", [11904, 11905, 11906]), (5, "2", [10, 11])])
+@pytest.mark.parametrize(
+    "task, per_task, indices",
+    [(0, "3", [0, 1, 2]), (3968, "3", [11904, 11905, 11906]), (992, "12", [11904, 11905, 11906]), (5, "2", [10, 11])],
+)
 def test_slurm_array_task_trains_its_pairs(task, per_task, indices, tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
-    env = {**os.environ, "PYTHON": str(fake), "CALLS": str(tmp_path / "calls"), "SLURM_ARRAY_TASK_ID": str(task),
-           "PER_TASK": per_task, "RESULTS_DIR": "/shared/results"}
+    env = {
+        **os.environ,
+        "PYTHON": str(fake),
+        "CALLS": str(tmp_path / "calls"),
+        "SLURM_ARRAY_TASK_ID": str(task),
+        "PER_TASK": per_task,
+        "RESULTS_DIR": "/shared/results",
+    }
     subprocess.run(["bash", str(ROOT / "sweeps" / "slurm_array.sh")], env=env, check=True, capture_output=True)
     calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
     assert [call[:2] for call in calls] == [["-m", "nbm_lightning.fit"]] * len(indices)
     jobs = [resolve(build_parser().parse_args(call[2:])) for call in calls]
     assert [(job.arch, job.seed) for job in jobs] == [index_to_pair(n) for n in indices]
-    assert {(job.execution.wandb_mode, job.execution.results_dir, job.execution.download) for job in jobs} == {("offline", "/shared/results", False)}
+    assert {(job.execution.wandb_mode, job.execution.results_dir, job.execution.download) for job in jobs} == {
+        ("offline", "/shared/results", False)
+    }
 
 
 def test_launch_logs_each_agent_and_reports_failure(tmp_path, capsys):
     script = "import os, sys; print('agent on', os.environ['CUDA_VISIBLE_DEVICES']); sys.exit(int(sys.argv[1]))"
-    agents = [sweep.Agent(gpu, 0, (sys.executable, "-c", script, code), (("CUDA_VISIBLE_DEVICES", gpu),))
-              for gpu, code in (("0", "0"), ("1", "3"))]
+    agents = [
+        sweep.Agent(gpu, 0, (sys.executable, "-c", script, code), (("CUDA_VISIBLE_DEVICES", gpu),))
+        for gpu, code in (("0", "0"), ("1", "3"))
+    ]
     assert sweep.launch(agents, tmp_path / "logs") == 1
     logs = sorted((tmp_path / "logs").glob("agent-*-gpu*-0.log"))
     assert [p.read_text() for p in logs] == ["agent on 0\n", "agent on 1\n"]
