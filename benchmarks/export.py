@@ -2,7 +2,8 @@
 
 Targets (two CPU cores): each export under 10 s (the CLI's wall time, interpreter start included), loading the
 extended file under 1 s. CPU seconds (the export's worker included) and the load average are reported too:
-wall times are only comparable on an otherwise idle machine. `make_record` / `write_records` also build the records of tests/test_export.py.
+wall times are only comparable on an otherwise idle machine. `make_record` / `write_records` also build the
+records of tests/test_export.py (through nbm_lightning.record.RunRecord).
 """
 
 from __future__ import annotations
@@ -21,29 +22,27 @@ from typing import Any
 
 import numpy as np
 
-from nbm_lightning import extended, records
 from nbm_lightning.config import SEEDS, Execution, Recipe
+from nbm_lightning.export import extended
+from nbm_lightning.record import COMPLETE, CURVES, RunRecord, run_name
 from nbm_lightning.search_space import unique_codes
 
 RECIPE = Recipe()  # the published recipe: 50 epochs
-CURVE_NAMES = ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_time_s")  # a record's curves
 FINISHED_AT = "2026-01-01T00:00:00+00:00"  # default end time of a synthetic run
 
 
 def curves(epochs: int, final_acc: float, rng: np.random.Generator) -> dict[str, list]:
-    """Plausible per-epoch curves ending at `final_acc` (percent)."""
+    """Plausible per-epoch curves (every name of record.CURVES) ending at `final_acc` (percent)."""
     t = np.arange(epochs)
     rise = 1 - np.exp(-(t + 1) / max(epochs / 5, 1))
     noise = rng.normal(0, 0.3, (3, epochs))
-    return {
-        "epoch": t.tolist(),
-        "lr": [RECIPE.lr_at(int(e) * RECIPE.epochs // epochs) for e in t],
-        "train_loss": (2.3 * (1 - rise) + 0.05 + noise[0] * 0.01).tolist(),
-        "train_acc": (100 * rise).tolist(),
+    values = {
+        "epoch": t.tolist(), "lr": [RECIPE.lr_at(int(e) * RECIPE.epochs // epochs) for e in t],
+        "train_loss": (2.3 * (1 - rise) + 0.05 + noise[0] * 0.01).tolist(), "train_acc": (100 * rise).tolist(),
         "eval_loss": (2.3 * (1 - rise) + 0.3 + noise[1] * 0.01).tolist(),
-        "eval_acc": (final_acc * rise + noise[2]).tolist()[:-1] + [final_acc],
-        "epoch_time_s": (10 + noise[0]).tolist(),
-    }
+        "eval_acc": (final_acc * rise + noise[2]).tolist()[:-1] + [final_acc], "epoch_time_s": (10 + noise[0]).tolist(),
+    }  # fmt: skip
+    return {name: values[name] for name in CURVES}
 
 
 def make_record(
@@ -56,47 +55,23 @@ def make_record(
     recipe: Recipe = RECIPE,
     **fields: Any,
 ) -> dict[str, Any]:
-    """A complete run record of (canonical code, seed) as RunRecorder writes it; `fields` override any field."""
+    """A complete run record of (canonical code, seed), built through RunRecord, as the JSON object on disk.
+
+    `fields` override any RunRecord field (e.g. status="failed", params=..., epochs_completed=...).
+    """
     rng = np.random.default_rng(seed * 10_000 + int(code, 3))
     curve = curves(curve_epochs, final, rng)
-    record = {
-        "schema": records.SCHEMA,
-        "schema_version": records.SCHEMA_VERSION,
-        "status": records.COMPLETE,
-        "error": None,
-        "arch": code,
-        "canonical": code,
-        "seed": seed,
-        "run_name": records.run_name(code, seed),
-        "recipe": dataclasses.asdict(recipe),
-        "recipe_hash": recipe.hash(),
-        "execution": dataclasses.asdict(Execution()),
-        "params": counts[0],
-        "flops": counts[1],
-        "ptflops_macs": counts[1] + 10,
-        "eval_split": "test",
-        "epochs_completed": recipe.epochs,
-        "test_acc_final": final,
-        "test_acc_best": best,
-        "best_epoch": recipe.epochs - 1,
-        "curves": curve,
-        "train_time_s": float(sum(curve["epoch_time_s"])),
-        "wall_time_s": 600.0,
-        "versions": {"torch": "2.4.1", "git_commit": "0" * 40},
-        "device": {"type": "cuda", "name": "NVIDIA H100", "count": 1, "host": "node1"},
-        "wandb": {
-            "id": f"{code}s{seed}",
-            "url": None,
-            "project": "nas-bench-macro",
-            "mode": "offline",
-            "sweep_id": None,
-        },
-        "started_at": FINISHED_AT,
-        "finished_at": FINISHED_AT,
-        "resumed": False,
-    }
-    record.update(fields)
-    return record
+    record = RunRecord(
+        canonical=code, seed=seed, arch=code, recipe=dataclasses.asdict(recipe), recipe_hash=recipe.hash(),
+        status=COMPLETE, eval_split="test", epochs_completed=recipe.epochs, test_acc_final=final,
+        test_acc_best=best, best_epoch=recipe.epochs - 1, params=counts[0], flops=counts[1],
+        ptflops_macs=counts[1] + 10, curves=curve, train_time_s=float(sum(curve["epoch_time_s"])), wall_time_s=600.0,
+        execution=dataclasses.asdict(Execution()), versions={"torch": "2.4.1", "git_commit": "0" * 40},
+        device={"type": "cuda", "name": "NVIDIA H100", "count": 1, "host": "node1"},
+        wandb={"id": f"{code}s{seed}", "url": None, "project": "nas-bench-macro", "mode": "offline", "sweep_id": None},
+        started_at=FINISHED_AT, finished_at=FINISHED_AT, resumed=False,
+    )  # fmt: skip
+    return dataclasses.replace(record, **fields).to_dict()
 
 
 def write_records(folder: Path, items: Iterable[dict[str, Any]]) -> int:
@@ -104,7 +79,7 @@ def write_records(folder: Path, items: Iterable[dict[str, Any]]) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     count = 0
     for record in items:
-        (folder / f"{records.run_name(record['canonical'], record['seed'])}.json").write_text(json.dumps(record))
+        (folder / f"{run_name(record['canonical'], record['seed'])}.json").write_text(json.dumps(record))
         count += 1
     return count
 

@@ -14,8 +14,8 @@ initialisation are ill-conditioned (a pre-activation that rounding moves across 
 activation instead of ReLU both paths agree to 1e-6), so two float32 summation orders give gradients that differ by
 1e-4..1e-2, and the first steps at lr 0.1 amplify that chaotically. On the CPU, the channels_last BatchNorm kernel
 is far less accurate than the contiguous one (~100x the error at 256 x 32 x 32 values per channel): there the
-gradient check fails at the full batch of 256 while the losses still agree to ~1e-4. TF32 is switched off on CUDA (it is the same on both paths; `--tf32` keeps
-PyTorch's defaults, tolerance 1e-2). Exit status 1 on any FAIL.
+gradient check fails at the full batch of 256 while the losses still agree to ~1e-4. TF32 is switched off on
+CUDA (it is the same on both paths; `--tf32` keeps PyTorch's defaults, tolerance 1e-2). Exit status 1 on any FAIL.
 
     python -m benchmarks.fastpath_check --device cuda [--arch 12012012] [--steps 5] [--compile auto|on|off]
 """
@@ -74,8 +74,10 @@ class Outcome:
     def line(self) -> str:
         verdict = "PASS" if self.passed else f"FAIL ({', '.join(self.failures())})"
         return (
-            f"{verdict} {self.variant}: grad error vs float64 {self.grad_error:.1e} (reference {self.reference_grad_error:.1e}); "
-            f"SGD update diff {self.update_diff:.1e}; max loss diff {max(self.loss_diffs):.1e} (limit {self.loss_limit:.1e}; "
+            f"{verdict} {self.variant}: grad error vs float64 {self.grad_error:.1e} "
+            f"(reference {self.reference_grad_error:.1e}); "
+            f"SGD update diff {self.update_diff:.1e}; max loss diff {max(self.loss_diffs):.1e} "
+            f"(limit {self.loss_limit:.1e}; "
             f"reference vs float64 {self.noise:.1e})"
         )
 
@@ -144,7 +146,8 @@ def update_diff(sgd_impl: str, device: torch.device, seed: int = 0) -> float:
 
 
 def reference_run(code: str, data: list[Batch], device: torch.device) -> dict[str, Tensor]:
-    """The reference's gradients and trajectory, float64's gradients, and the reference's largest relative loss distance from float64."""
+    """The reference's gradients and trajectory, float64's gradients, and the reference's largest relative loss
+    distance from float64."""
     exact = {
         "grads": gradients(code, REFERENCE, data[0], device, torch.float64),
         "losses": trajectory(code, REFERENCE, data, device, torch.float64),

@@ -8,17 +8,16 @@ import time
 
 import numpy as np
 
-from nbm_lightning.bench import Benchmark, default_published_path
+from nbm_lightning.bench import Benchmark, benchmark_path
+from nbm_lightning.errors import UserError
 from nbm_lightning.search_space import all_codes
 
 QUERIES = 10_000  # query calls timed
 
 
 def run(seed: int = 0) -> dict:
-    """Seconds to load the published file, to answer QUERIES queries, and both together."""
-    path = default_published_path()
-    if path is None:
-        raise FileNotFoundError("published file not found: set NBM_REFERENCE_JSON (get it from xiusu/NAS-Bench-Macro)")
+    """Seconds to load the benchmark file ($NBM_BENCHMARK), to answer QUERIES queries, and both together."""
+    path = benchmark_path()  # UserError naming NBM_BENCHMARK where it is not set
     codes = [all_codes()[i] for i in np.random.default_rng(seed).integers(0, len(all_codes()), QUERIES)]
     start = time.perf_counter()
     bench = Benchmark.load(path)
@@ -32,5 +31,5 @@ def run(seed: int = 0) -> dict:
 if __name__ == "__main__":
     try:
         print(json.dumps(run(), indent=1))
-    except FileNotFoundError as err:
+    except UserError as err:
         sys.exit(f"benchmarks/query.py: error: {err}")

@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from benchmarks import train_speed as ts
+from nbm_lightning.config import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
 from nbm_lightning.data import SKIP_MD5_ENV, missing_files, open_cifar10
 from nbm_lightning.synthetic import write_cifar10
 
@@ -67,8 +68,8 @@ SIZES = {
     ),
     "full": Size(
         ts.FULL,
-        n_train=50_000,
-        n_test=10_000,
+        n_train=CIFAR10_TRAIN_SIZE,
+        n_test=CIFAR10_TEST_SIZE,
         pipeline_warmup=3,
         pipeline_batches=40,
         concurrency_seconds=15,
@@ -138,12 +139,11 @@ def _versions() -> dict[str, str]:
 
 
 def _git() -> str:
-    """The checkout's commit, with '+dirty' when the tree has changes."""
+    """The package's commit, '+dirty' where tracked files changed (the run records' rule: provenance.code_version)."""
+    from nbm_lightning.provenance import code_version
 
-    def out(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    return (out("rev-parse", "HEAD") or "unknown") + ("+dirty" if out("status", "--porcelain") else "")
+    version = code_version()
+    return (version["git_commit"] or "unknown") + ("+dirty" if version["git_dirty"] else "")
 
 
 def meta(argv: Sequence[str], device: torch.device, size: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -176,7 +176,7 @@ def _tf32(device: torch.device) -> dict[str, bool] | None:
 
 
 def prepare_data(data_dir: str | None, size: Size, scratch: Path) -> tuple[Path, dict[str, Any]]:
-    """CIFAR-10 when data_dir holds it (md5 checked once unless skipped, then skipped), else synthetic data of `size`."""
+    """CIFAR-10 where data_dir holds it (md5 checked once unless skipped, then skipped), else synthetic `size` data."""
     if data_dir and not missing_files(data_dir):
         checked = os.environ.get(SKIP_MD5_ENV) != "1"
         open_cifar10(data_dir, train=True), open_cifar10(data_dir, train=False)  # the md5 check, once
@@ -227,7 +227,7 @@ COMPILED = ts.fast_path(compile=True)
 def training_section(
     data_dir: Path, size: Size, device: torch.device, archs: Sequence[str], clock: Clock
 ) -> dict[str, Any]:
-    """Training and evaluation rates of every architecture on every core path (+ bf16 while the budget lasts); ratios."""
+    """Training and evaluation rates of every architecture on every core path (+ bf16 while budget lasts); ratios."""
     rows = [ts.measure(code, path, data_dir, size.steps, device) for code in archs for path in CORE_PATHS]
     extra, skipped = budgeted(
         lambda code: ts.measure(code, BF16, data_dir, size.steps, device), extra_archs(archs, device), clock
@@ -301,7 +301,7 @@ def overhead_section(
 def compile_section(
     data_dir: Path, size: Size, device: torch.device, archs: Sequence[str], training: dict[str, Any], clock: Clock
 ) -> dict[str, Any]:
-    """The fast path compiled (while the budget lasts): warm-up (compiles) and rates, against the uncompiled fast path."""
+    """The fast path compiled (while the budget lasts): warm-up (compiles) and rates, against the uncompiled one."""
     rows, skipped = budgeted(
         lambda code: ts.measure(code, COMPILED, data_dir, size.steps, device), extra_archs(archs, device), clock
     )
@@ -399,10 +399,11 @@ def export_section(size: Size) -> dict[str, Any]:
 def query_section() -> dict[str, Any]:
     """benchmarks/query.py's figures, or why they are not available."""
     from benchmarks import query
+    from nbm_lightning.errors import UserError
 
     try:
         return query.run()
-    except FileNotFoundError as err:
+    except UserError as err:  # NBM_BENCHMARK not set
         return {"status": f"not available ({err})"}
 
 

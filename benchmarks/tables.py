@@ -39,10 +39,13 @@ def header(meta: dict[str, Any]) -> str:
     return "\n".join(
         [
             f"`{meta['command']}` ({meta['date']}, commit {meta['git']})",
-            f"- hardware: {hw['cpu']}, {hw['cpu_count']} logical CPUs ({hw['torch_threads']} torch threads); GPU: {gpu}",
-            f"- versions: torch {v['torch']}, torchvision {v['torchvision']}, pytorch_lightning {v['pytorch_lightning']}, "
+            f"- hardware: {hw['cpu']}, {hw['cpu_count']} logical CPUs ({hw['torch_threads']} torch threads); "
+            f"GPU: {gpu}",
+            f"- versions: torch {v['torch']}, torchvision {v['torchvision']}, "
+            f"pytorch_lightning {v['pytorch_lightning']}, "
             f"torchmetrics {v['torchmetrics']}, Python {v['python']}",
-            f"- data: {meta['data']['kind']}; load average at start / end: {_load(meta.get('load_average_at_start'))} / "
+            f"- data: {meta['data']['kind']}; load average at start / end: "
+            f"{_load(meta.get('load_average_at_start'))} / "
             f"{_load(meta.get('load_average_at_end'))}",
         ]
     )
@@ -87,7 +90,8 @@ def training(section: dict[str, Any]) -> str:
     ]
     skipped = "".join(f"\n- skipped: {s}" for s in section.get("skipped", []))
     return (
-        "Training (steady state, warm-up excluded; projected 50 epochs = 50 x (50,000 training + 10,000 evaluation images))\n\n"
+        "Training (steady state, warm-up excluded; "
+        "projected 50 epochs = 50 x (50,000 training + 10,000 evaluation images))\n\n"
         + table(("arch", "path", "loop", "train img/s", "eval img/s", "warm-up", "projected 50 epochs"), rows)
         + "\n\n"
         + table(

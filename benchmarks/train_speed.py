@@ -28,13 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nbm_lightning.config import Execution, Recipe
+from nbm_lightning.config import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE, Execution, Recipe
 from nbm_lightning.data import CIFAR10DataModule
-from nbm_lightning.model import MacroNet
 from nbm_lightning.module import MacroNetModule, make_sgd
+from nbm_lightning.train import apply_numerics, build_datamodule, build_module, build_network, build_trainer, seed_run
 
-TRAIN_IMAGES, EVAL_IMAGES, EPOCHS = 50_000, 10_000, Recipe().epochs  # one published run: 50 x (train + one eval)
-RECIPE = Recipe()
+RECIPE = Recipe()  # the published recipe
+TRAIN_IMAGES, EVAL_IMAGES, EPOCHS = CIFAR10_TRAIN_SIZE, CIFAR10_TEST_SIZE, RECIPE.epochs  # one run: 50 x (train + eval)
 Batch = tuple[Tensor, Tensor]
 
 
@@ -58,9 +58,23 @@ class TrainPath:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
+    def recipe(self, steps: Steps | None = None) -> Recipe:
+        """The published recipe with this path's precision and TF32 (batch size / steps.divisor for tiny runs)."""
+        batch = steps.batch_size() if steps else RECIPE.batch_size
+        return dataclasses.replace(RECIPE, batch_size=batch, precision=self.precision, tf32=self.tf32)
+
+    def execution(self, data_dir: str | os.PathLike = ".", steps: Steps | None = None) -> Execution:
+        """The fit CLI's execution settings of this path (no download, logger or progress bar)."""
+        return Execution(
+            data_dir=str(data_dir), download=False, pipeline=self.pipeline, num_workers=self.num_workers,
+            eval_batch_size=steps.eval_batch_size(self) if steps else self.eval_batch_size,
+            cudnn_benchmark=self.cudnn_benchmark, channels_last=self.channels_last, compile=self.compile,
+            sgd_impl=self.sgd_impl, wandb_mode="disabled", progress=False,
+        )  # fmt: skip
+
 
 # The published trainer's way: torchvision DataLoader (the project's default workers), fp32, contiguous, default SGD,
-# no compile; evaluation in batches of the training size (ORIGINAL.md does not state its evaluation batch).
+# no compile; evaluation in batches of the training size (PUBLISHED.md: its evaluation batch is not stated).
 REFERENCE = TrainPath("reference", pipeline="torchvision", eval_batch_size=256, num_workers=Execution().num_workers)
 
 
@@ -117,30 +131,16 @@ def quiet_lightning() -> None:
 def make_datamodule(
     data_dir: str | os.PathLike, path: TrainPath, steps: Steps, device: torch.device, seed: int = 0
 ) -> CIFAR10DataModule:
-    """The project's DataModule for a path, set up (images on `device` for the tensor pipeline)."""
-    dm = CIFAR10DataModule(
-        data_dir=data_dir,
-        batch_size=steps.batch_size(),
-        eval_batch_size=steps.eval_batch_size(path),
-        pipeline=path.pipeline,
-        download=False,
-        num_workers=path.num_workers,
-        seed=seed,
-        device=str(device),
-    )
+    """fit's DataModule for a path (nbm_lightning.train.build_datamodule), set up on `device`."""
+    dm = build_datamodule(path.recipe(steps), path.execution(data_dir, steps), seed, device)
     dm.setup("fit")
     return dm
 
 
 def make_net(code: str, path: TrainPath, device: torch.device, seed: int = 0) -> nn.Module:
-    """MacroNet(code) with weights drawn from `seed`, on `device`, in the path's memory format, compiled as fit does."""
-    torch.manual_seed(seed)
-    net = MacroNet(code).to(device)
-    if path.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if path.compile:
-        net.compile(dynamic=False)
-    return net
+    """fit's network for a path (seed_run, then nbm_lightning.train.build_network), moved to `device`."""
+    seed_run(seed)
+    return build_network(code, 10, path.execution()).to(device)
 
 
 def autocast(path: TrainPath, device: torch.device) -> contextlib.AbstractContextManager:
@@ -173,8 +173,7 @@ class PlainLoop:
         self.optimizer = make_sgd(net.parameters(), RECIPE, path.sgd_impl)
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), dtype=torch.int64, device=device)
-        torch.backends.cudnn.benchmark = path.cudnn_benchmark
-        set_tf32(path.tf32)
+        apply_numerics(path.recipe(), path.execution())
 
     def forward(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Logits and per-image losses, accumulated into the device-side sums."""
@@ -272,34 +271,15 @@ class Stopwatch(pl.Callback):
         }
 
 
-def set_tf32(allowed: bool) -> None:
-    """TF32 in cuDNN convolutions and matmuls, as the fit CLI's --tf32 sets it."""
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = allowed
-
-
 def make_trainer(path: TrainPath, device: torch.device, callbacks: list[pl.Callback], **overrides: Any) -> pl.Trainer:
-    """A Trainer as the fit CLI builds it, without logger, progress bar or checkpoints; one epoch unless overridden."""
+    """fit's Trainer for a path (nbm_lightning.train.build_trainer), one epoch unless overridden, no logger."""
     quiet_lightning()
-    set_tf32(path.tf32)
-    settings = dict(
-        max_epochs=1,
-        accelerator="gpu" if device.type == "cuda" else device.type,
-        devices=1,
-        precision=path.precision,
-        logger=False,
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        benchmark=path.cudnn_benchmark,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
-    return pl.Trainer(**{**settings, **overrides})
+    return build_trainer(path.recipe(), path.execution(), device, callbacks, **{"max_epochs": 1, **overrides})
 
 
 def make_module(code: str, path: TrainPath, device: torch.device, seed: int = 0) -> MacroNetModule:
-    """MacroNetModule over make_net, as the fit CLI builds it."""
-    return MacroNetModule(make_net(code, path, device, seed), 10, RECIPE, path.channels_last, path.sgd_impl)
+    """fit's LightningModule for a path (nbm_lightning.train.build_module over make_net)."""
+    return build_module(make_net(code, path, device, seed), 10, path.recipe(), path.execution())
 
 
 def run_lightning(
@@ -415,7 +395,7 @@ def run_window(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """One concurrent run: `--arch CODE --data-dir D --barrier DIR --parties K --seconds S [--device cuda] [--size tiny]`."""
+    """One concurrent run: `--arch CODE --data-dir D --barrier DIR --parties K --seconds S [--device D] [--size S]`."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=main.__doc__)
     parser.add_argument("--arch", required=True)
     parser.add_argument("--data-dir", required=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import time
@@ -10,12 +11,17 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from . import records
 from .complexity import count_flops, count_params, ptflops_macs
+from .config import Execution, Recipe
 from .module import MacroNetModule
+from .provenance import device_info, library_versions
+from .record import COMPLETE, FAILED, RunRecord
+
+SUMMARY_KEYS = ("status", "test_acc_final", "test_acc_best", "best_epoch", "epochs_completed", "finished_at")
 
 
-def _now() -> str:
+def now_iso() -> str:
+    """The current UTC time as ISO text (seconds)."""
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -26,69 +32,64 @@ class RunRecorder(pl.Callback):
         self,
         path: Path,
         identity: dict[str, Any],
-        recipe: dict[str, Any],
-        execution: dict[str, Any],
+        recipe: Recipe,
+        execution: Execution,
         extra: dict[str, Any] | None = None,
     ):
         self.path, self.identity, self.recipe, self.execution = Path(path), identity, recipe, execution
         self.extra = extra or {}
         self.complexity: dict[str, int] = {}
-        self.started_at, self._t0, self.written = _now(), time.perf_counter(), False
+        self.started_at, self._t0 = now_iso(), time.perf_counter()
+        self.record: RunRecord | None = None  # the last record written
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: MacroNetModule) -> None:
         net = pl_module.net
         self.complexity = {"params": count_params(net), "flops": count_flops(net), "ptflops_macs": ptflops_macs(net)}
-        run = _wandb_run(trainer)
+        run = wandb_run(trainer)
         if run is not None:
-            run.config.update({**self.identity, **self.complexity}, allow_val_change=True)
+            device = {"device_name": device_info(pl_module.device)["name"]}
+            run.config.update({**self.identity, **self.complexity, **device}, allow_val_change=True)
             run.summary.update(self.complexity)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: MacroNetModule) -> None:
         if trainer.datamodule.eval_split == "test" and not trainer.interrupted:
-            self.write(trainer, pl_module, records.COMPLETE)
+            self.write(trainer, pl_module, COMPLETE)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: MacroNetModule) -> None:
         if trainer.datamodule.eval_split == "val":
-            self.write(trainer, pl_module, records.COMPLETE)
+            self.write(trainer, pl_module, COMPLETE)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: MacroNetModule, exception: BaseException) -> None:
-        self.write(trainer, pl_module, records.FAILED, error=f"{type(exception).__name__}: {exception}")
+        self.write(trainer, pl_module, FAILED, error=f"{type(exception).__name__}: {exception}")
 
     def write(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None = None) -> Path:
-        """Assemble and atomically write the run record; mirror the headline numbers to W&B."""
-        record = self.build(trainer, module, status, error)
-        records.write_json(self.path, record)
-        self.written = True
-        run = _wandb_run(trainer)
+        """Build and atomically write the run record; mirror the headline numbers to W&B."""
+        self.record = self.build(trainer, module, status, error)
+        self.record.write(self.path)
+        run = wandb_run(trainer)
         if run is not None:
-            keys = ("status", "test_acc_final", "test_acc_best", "best_epoch", "epochs_completed", "finished_at")
-            run.summary.update({k: record[k] for k in keys if record.get(k) is not None})
+            values = self.record.to_dict()
+            run.summary.update({k: values[k] for k in SUMMARY_KEYS if values.get(k) is not None})
         return self.path
 
-    def build(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None) -> dict[str, Any]:
-        """The record's fields (see README, 'Run records')."""
+    def build(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None) -> RunRecord:
+        """The record of this run as it stands (see README, 'What a run does and writes')."""
         dm, curves = trainer.datamodule, module.history
-        record = {"schema": records.SCHEMA, "schema_version": records.SCHEMA_VERSION, "status": status, "error": error}
-        record.update(self.identity)
-        record.update(recipe=self.recipe, execution=self.execution, **self.complexity)
-        record.update(eval_split=dm.eval_split, epochs_completed=len(curves["epoch"]))
-        record.update(_accuracies(curves, dm.eval_split, module.test_result, status, self.recipe["epochs"]))
-        record.update(
-            curves=curves, train_time_s=sum(curves["epoch_time_s"]), wall_time_s=time.perf_counter() - self._t0
-        )
-        record.update(versions=records.library_versions(), device=records.device_info(module.device))
-        record.update(wandb=_wandb_info(trainer), started_at=self.started_at, finished_at=_now(), **self.extra)
-        if status == records.COMPLETE and record["epochs_completed"] != self.recipe["epochs"]:
-            record.update(
-                status=records.FAILED,
-                error=f"truncated: {record['epochs_completed']} of {self.recipe['epochs']} epochs",
-            )
-        return record
+        done = len(curves["epoch"])
+        if status == COMPLETE and done != self.recipe.epochs:
+            status, error = FAILED, f"truncated: {done} of {self.recipe.epochs} epochs"
+        return RunRecord(
+            **self.identity, recipe=dataclasses.asdict(self.recipe), status=status, error=error,
+            eval_split=dm.eval_split, epochs_completed=done,
+            **_accuracies(curves, dm.eval_split, module.test_result), **self.complexity,
+            curves={name: list(values) for name, values in curves.items()}, train_time_s=sum(curves["epoch_time_s"]),
+            wall_time_s=time.perf_counter() - self._t0, execution=dataclasses.asdict(self.execution),
+            versions=library_versions(), device=device_info(module.device), wandb=_wandb_info(trainer),
+            started_at=self.started_at, finished_at=now_iso(), **self.extra,
+        )  # fmt: skip
 
 
-def _accuracies(
-    curves: dict[str, list[float]], eval_split: str, test: dict[str, float], status: str, epochs: int
-) -> dict[str, Any]:
+def _accuracies(curves: dict[str, list[float]], eval_split: str, test: dict[str, float]) -> dict[str, Any]:
     """Final and best accuracy (percent) and the best epoch, from the per-epoch evaluation curve."""
     acc = curves["eval_acc"]
     best_epoch = max(range(len(acc)), key=acc.__getitem__) if acc else None
@@ -96,15 +97,12 @@ def _accuracies(
     if eval_split == "test":
         return {"test_acc_final": acc[-1] if acc else None, "test_acc_best": best, "best_epoch": best_epoch}
     return {
-        "test_acc_final": test.get("test_acc"),
-        "test_acc_best": None,
-        "best_epoch": best_epoch,
-        "val_acc_final": acc[-1] if acc else None,
-        "val_acc_best": best,
-    }
+        "test_acc_final": test.get("test_acc"), "test_acc_best": None, "best_epoch": best_epoch,
+        "val_acc_final": acc[-1] if acc else None, "val_acc_best": best,
+    }  # fmt: skip
 
 
-def _wandb_run(trainer: pl.Trainer) -> Any:
+def wandb_run(trainer: pl.Trainer) -> Any:
     """The live W&B run of the trainer's logger, or None."""
     from pytorch_lightning.loggers import WandbLogger
 
@@ -113,16 +111,13 @@ def _wandb_run(trainer: pl.Trainer) -> Any:
 
 
 def _wandb_info(trainer: pl.Trainer) -> dict[str, Any] | None:
-    run = _wandb_run(trainer)
+    run = wandb_run(trainer)
     if run is None or getattr(run, "disabled", False):
         return None
     return {
-        "id": run.id,
-        "url": getattr(run, "url", None),
-        "project": run.project,
-        "mode": run.settings.mode,
+        "id": run.id, "url": getattr(run, "url", None), "project": run.project, "mode": run.settings.mode,
         "sweep_id": os.environ.get("WANDB_SWEEP_ID"),
-    }
+    }  # fmt: skip
 
 
 class EpochCheckpoint(pl.Callback):

@@ -1,10 +1,10 @@
-"""Model complexity with the published definitions (ORIGINAL.md): params, weight MACs, ptflops MACs."""
+"""Model complexity with the published definitions (PUBLISHED.md, "Params and FLOPs"): params, FLOPs, ptflops."""
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 
@@ -64,7 +64,7 @@ def _passthrough(x: torch.Tensor) -> torch.Tensor:
 
 
 def ptflops_macs(model: nn.Module) -> int:
-    """MACs by ptflops (backend 'aten', as in ORIGINAL.md: equals `count_flops + 10`, the linear bias).
+    """MACs by ptflops (backend 'aten', as in PUBLISHED.md: equals `count_flops + 10`, the linear bias).
 
     Runs on a deep copy in eval mode, so the caller's model (mode, BN statistics, hooks) is unchanged.
     """
@@ -130,3 +130,12 @@ def _head_counts(in_channels: int, head_channels: int, size: int, num_classes: i
 def _on_meta(model: nn.Module) -> bool:
     """True if the model's parameters live on the meta device."""
     return all(p.is_meta for p in model.parameters())
+
+
+def complexity_table(codes: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """(params, flops) of each code, from `complexity` (the whole space in about a second)."""
+    table = {}
+    for code in codes:
+        counts = complexity(code)
+        table[code] = (counts.params, counts.flops)
+    return table

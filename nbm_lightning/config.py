@@ -1,8 +1,13 @@
 """Typed, validated configuration: the hashed training recipe and the (unhashed) execution settings.
 
 `Recipe` is what defines an experiment: its fields go into every run record and its hash keys results.
-The defaults are the published recipe (ORIGINAL.md, "Training recipe"). `Execution` is how a run is
-carried out (data pipeline, hardware, logging, paths): it is recorded but does not key results.
+The defaults are the published recipe (PUBLISHED.md, "Training recipe"). Everything that changes the
+arithmetic of training is in the recipe, TF32 and precision included. `Execution` is how a run is carried
+out (data pipeline, hardware, logging, paths, and the options that change only float rounding): it is
+recorded but does not key results.
+
+Every field declares its type, its help text and its valid range (`Field`); one function,
+`validate_fields`, enforces them all with the checks of `nbm_lightning.checks`.
 """
 
 from __future__ import annotations
@@ -12,32 +17,50 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
+from .checks import check_bool, check_choice, check_int, check_number, check_path, check_str, fail, span
+
+CIFAR10_TRAIN_SIZE = 50_000  # images in the CIFAR-10 training set
+CIFAR10_TEST_SIZE = 10_000  # images in the CIFAR-10 test set
 SCHEDULES = ("published", "standard")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 PIPELINES = ("tensor", "torchvision")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+SGD_IMPLS = ("auto", "foreach", "fused")
 SEEDS = (0, 1, 2)  # the published benchmark's seeds
+SEED_MAX = 2**32 - 1  # the largest seed every generator accepts (Lightning's seed_everything bound)
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None) -> Any:
-    """A dataclass field with CLI help (and allowed values)."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _opt(
+    default: Any,
+    help: str,
+    choices: tuple | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    path: bool = False,
+) -> Any:
+    """A dataclass field with its CLI help and valid range (choices, or low..high; `path`: a non-empty path)."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high, "low_open": low_open, "path": path}
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class Recipe:
     """The training recipe; defaults are the published one. Hashed into every run record."""
 
-    epochs: int = _opt(50, "training epochs")
-    batch_size: int = _opt(256, "training images per SGD step; the last partial batch is kept")
-    lr: float = _opt(0.1, "peak learning rate of SGD")
-    momentum: float = _opt(0.9, "SGD momentum")
-    weight_decay: float = _opt(5e-4, "L2 weight decay, applied to all parameters")
-    nesterov: bool = _opt(False, "Nesterov momentum")
+    epochs: int = _opt(50, "training epochs", low=1, high=10_000)
+    batch_size: int = _opt(
+        256, "training images per SGD step; the last partial batch is kept", low=1, high=CIFAR10_TRAIN_SIZE
+    )
+    lr: float = _opt(0.1, "peak learning rate of SGD", low=0, low_open=True)
+    momentum: float = _opt(0.9, "SGD momentum", low=0, high=1)
+    weight_decay: float = _opt(5e-4, "L2 weight decay, applied to all parameters", low=0, high=1)
+    nesterov: bool = _opt(False, "Nesterov momentum (needs momentum > 0)")
     schedule: str = _opt(
         "published",
         "cosine schedule: 'published' = epoch e trains at lr/2*(1+cos(pi*(e+1)/epochs)) (old PyTorch order, "
@@ -45,23 +68,27 @@ class Recipe:
         SCHEDULES,
     )
     precision: str = _opt("32-true", "Lightning precision: '32-true' (published fp32) or a mixed mode", PRECISIONS)
-    val_size: int = _opt(
-        0, "training images held out for per-epoch validation (0: evaluate on the test set, as published)"
+    tf32: bool = _opt(
+        False, "allow TF32 in cuDNN convolutions and matmuls (Ampere+ GPUs): faster, not strict fp32 arithmetic"
     )
-    split_seed: int = _opt(0, "seed of the validation split's indices")
-    train_limit: int = _opt(0, "use only the first N training images (0: all; smoke runs)")
-    eval_limit: int = _opt(0, "use only the first N evaluation images (0: all; smoke runs)")
+    val_size: int = _opt(
+        0,
+        "training images held out for per-epoch validation (0: evaluate on the test set, as published)",
+        low=0,
+        high=CIFAR10_TRAIN_SIZE - 1,
+    )
+    split_seed: int = _opt(0, "seed of the validation split's indices", low=0, high=SEED_MAX)
+    train_limit: int = _opt(
+        0, "use only the first N training images (0: all; smoke runs)", low=0, high=CIFAR10_TRAIN_SIZE
+    )
+    eval_limit: int = _opt(
+        0, "use only the first N evaluation images (0: all; smoke runs)", low=0, high=CIFAR10_TRAIN_SIZE
+    )
 
     def __post_init__(self) -> None:
-        _check_int(self, "epochs", 1)
-        _check_int(self, "batch_size", 1)
-        _check_int(self, "val_size", 0, 49_999)
-        for name in ("split_seed", "train_limit", "eval_limit"):
-            _check_int(self, name, 0)
-        for name in ("lr", "momentum", "weight_decay"):
-            _check_float(self, name)
-        _check_choice(self, "schedule")
-        _check_choice(self, "precision")
+        validate_fields(self)
+        if self.nesterov and self.momentum == 0:
+            raise fail("nesterov", True, "false when momentum is 0 (Nesterov momentum needs momentum > 0)")
 
     def lr_at(self, epoch: int) -> float:
         """Learning rate of 0-based epoch `epoch` under this recipe's schedule."""
@@ -80,25 +107,27 @@ class Recipe:
 class Execution:
     """How a run is carried out; recorded with the run but not part of the recipe hash."""
 
-    data_dir: str = _opt("./data", "folder holding (or receiving) cifar-10-batches-py/")
+    data_dir: str = _opt("./data", "folder holding (or receiving) cifar-10-batches-py/", path=True)
     download: bool = _opt(True, "download CIFAR-10 into data_dir when it is missing")
     pipeline: str = _opt(
         "tensor",
-        "input pipeline: 'tensor' (dataset on the device, batched augmentation) or 'torchvision' (reference DataLoader)",
+        "input pipeline: 'tensor' (dataset on the device, batched augmentation) or 'torchvision' "
+        "(the reference DataLoader)",
         PIPELINES,
     )
-    num_workers: int = _opt(2, "DataLoader worker processes of the torchvision pipeline")
-    eval_batch_size: int = _opt(1024, "images per evaluation batch (no effect on results)")
+    num_workers: int = _opt(2, "DataLoader worker processes of the torchvision pipeline", low=0, high=256)
+    eval_batch_size: int = _opt(
+        1024, "images per evaluation batch (no effect on results beyond float rounding)", low=1, high=CIFAR10_TRAIN_SIZE
+    )
     accelerator: str = _opt("auto", "Lightning accelerator", ACCELERATORS)
     cudnn_benchmark: bool = _opt(True, "cudnn.benchmark (on in the published trainer)")
-    channels_last: bool = _opt(False, "channels_last memory format for the network and inputs")
-    tf32: bool = _opt(False, "allow TF32 in cuDNN convolutions and matmuls (Ampere+ GPUs): faster, not strict fp32")
-    compile: bool = _opt(False, "torch.compile the network (one compile per run)")
+    channels_last: bool = _opt(False, "channels_last memory format for the network and inputs (other float rounding)")
+    compile: bool = _opt(False, "torch.compile the network (one compile per run; other float rounding)")
     sgd_impl: str = _opt(
-        "auto", "SGD implementation: 'auto' (PyTorch's choice), 'foreach' or 'fused'", ("auto", "foreach", "fused")
+        "auto", "SGD implementation: 'auto' (PyTorch's choice), 'foreach' or 'fused' (the same update)", SGD_IMPLS
     )
-    results_dir: str = _opt("results", "where run records <canonical>-s<seed>.json are written")
-    ckpt_dir: str = _opt("checkpoints", "where per-run checkpoints for resuming live")
+    results_dir: str = _opt("results", "where run records <canonical>-s<seed>.json are written", path=True)
+    ckpt_dir: str = _opt("checkpoints", "where per-run checkpoints for resuming live", path=True)
     keep_checkpoint: bool = _opt(False, "keep the last checkpoint after a complete run (deleted by default)")
     wandb_mode: str = _opt("auto", "W&B: 'auto' = online with credentials, else offline", WANDB_MODES)
     wandb_project: str = _opt("nas-bench-macro", "W&B project")
@@ -106,10 +135,58 @@ class Execution:
     progress: bool = _opt(True, "show a progress bar")
 
     def __post_init__(self) -> None:
-        _check_int(self, "num_workers", 0)
-        _check_int(self, "eval_batch_size", 1)
-        for name in ("pipeline", "accelerator", "sgd_impl", "wandb_mode"):
-            _check_choice(self, name)
+        validate_fields(self)
+        check_str("wandb_project", self.wandb_project, allow_empty=False)
+
+
+ROUNDING_FIELDS = ("channels_last", "compile", "sgd_impl")  # execution fields that change only float rounding
+
+
+def validate_fields(obj: Any) -> None:
+    """Check every field of a frozen config dataclass against its type and range; store numbers as their type."""
+    for f in dataclasses.fields(obj):
+        object.__setattr__(obj, f.name, check_field(type(obj), f.name, getattr(obj, f.name)))
+
+
+def check_field(cls: type, name: str, value: Any) -> Any:
+    """`value` if it is valid for field `name` of `cls` (its type and range), else InvalidValue naming both."""
+    kind, meta = field_type(cls, name), _meta(cls, name)
+    if meta["choices"]:
+        return check_choice(name, value, meta["choices"])
+    if kind is bool:
+        return check_bool(name, value)
+    if kind is int:
+        return check_int(name, value, meta["low"], meta["high"])
+    if kind is float:
+        return check_number(name, value, meta["low"], meta["high"], meta["low_open"])
+    return check_path(name, value) if meta["path"] else check_str(name, value)
+
+
+def valid_range(cls: type, name: str) -> str:
+    """The documented valid range of a field, in words (shown by --help)."""
+    kind, meta = field_type(cls, name), _meta(cls, name)
+    if meta["choices"]:
+        return "one of " + ", ".join(meta["choices"])
+    if kind is bool:
+        return "true or false"
+    if kind in (int, float):
+        return f"{'an int' if kind is int else 'a finite number'}{span(meta['low'], meta['high'], meta['low_open'])}"
+    return "a non-empty path" if meta["path"] else "a string"
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def field_type(cls: type, name: str) -> type:
+    """The declared type of field `name` of a config dataclass (resolved with typing.get_type_hints)."""
+    return _hints(cls)[name]
+
+
+def _meta(cls: type, name: str) -> Any:
+    """The metadata (help, range) of field `name`."""
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
 
 
 def field_names(cls: type) -> list[str]:
@@ -123,8 +200,18 @@ def split_overrides(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     unknown = sorted(set(values) - recipe_keys - exec_keys)
     if unknown:
         raise ValueError(f"unknown config key(s) {unknown}: allowed are {sorted(recipe_keys | exec_keys)}")
-    pick = lambda keys: {k: v for k, v in values.items() if k in keys}  # noqa: E731
+
+    def pick(keys: set[str]) -> dict[str, Any]:
+        return {k: v for k, v in values.items() if k in keys}
+
     return pick(recipe_keys), pick(exec_keys)
+
+
+def build_configs(values: dict[str, Any]) -> tuple[Recipe, Execution]:
+    """A Recipe and an Execution from a flat mapping of CLI/YAML values (coerced; ValueError on bad input)."""
+    recipe_values, exec_values = split_overrides(values)
+    recipe = Recipe(**{k: coerce(Recipe, k, v) for k, v in recipe_values.items()})
+    return recipe, Execution(**{k: coerce(Execution, k, v) for k, v in exec_values.items()})
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -145,19 +232,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def coerce(cls: type, name: str, value: Any) -> Any:
-    """Convert a CLI/YAML value to the declared type of field `name` of `cls`."""
-    kind = {f.name: f.type for f in dataclasses.fields(cls)}[name]
-    if kind in ("bool", bool):
-        return parse_bool(value)
-    if kind in ("int", int) and not isinstance(value, bool):
-        return _to(int, name, value)
-    if kind in ("float", float) and not isinstance(value, bool):
-        return _to(float, name, value)
-    return value if isinstance(value, str) else _bad(name, value, "a string")
+    """Convert a CLI/YAML value to the declared type of field `name` of `cls` (range checked by the dataclass)."""
+    kind = field_type(cls, name)
+    if kind is bool:
+        return parse_bool(value, name)
+    if kind in (int, float) and not isinstance(value, bool):
+        return _to(kind, name, value)
+    return value if isinstance(value, str) else check_str(name, value)
 
 
-def parse_bool(value: Any) -> bool:
-    """'true/false/1/0/yes/no' (any case) or a bool."""
+def parse_bool(value: Any, name: str = "boolean") -> bool:
+    """'true/false/1/0/yes/no/on/off' (any case) or a bool."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -165,7 +250,7 @@ def parse_bool(value: Any) -> bool:
         return True
     if text in ("false", "0", "no", "off"):
         return False
-    raise ValueError(f"invalid boolean {value!r}: use true or false")
+    raise fail(name, value, "true or false")
 
 
 def _to(kind: type, name: str, value: Any) -> Any:
@@ -174,29 +259,5 @@ def _to(kind: type, name: str, value: Any) -> Any:
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return kind(value)
-    except (TypeError, ValueError):
-        return _bad(name, value, f"an {kind.__name__}" if kind is int else f"a {kind.__name__}")
-
-
-def _bad(name: str, value: Any, allowed: str) -> Any:
-    raise ValueError(f"invalid {name} {value!r}: expected {allowed}")
-
-
-def _check_int(obj: Any, name: str, low: int, high: int | None = None) -> None:
-    value = getattr(obj, name)
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-        span = f"{low}..{high}" if high is not None else f">= {low}"
-        raise ValueError(f"invalid {name} {value!r}: expected an int {span}")
-
-
-def _check_float(obj: Any, name: str) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"invalid {name} {value!r}: expected a finite number >= 0")
-
-
-def _check_choice(obj: Any, name: str) -> None:
-    value = getattr(obj, name)
-    choices = next(f.metadata["choices"] for f in dataclasses.fields(obj) if f.name == name)
-    if value not in choices:
-        raise ValueError(f"invalid {name} {value!r}: expected one of {', '.join(choices)}")
+    except (TypeError, ValueError, OverflowError):
+        raise fail(name, value, "an int" if kind is int else "a number") from None

@@ -1,4 +1,4 @@
-"""CIFAR-10 for training (ORIGINAL.md, "Training recipe"): the published augmentation and a LightningDataModule.
+"""CIFAR-10 for training (PUBLISHED.md, "Training recipe"): the published augmentation and a LightningDataModule.
 
 Two pipelines give the same data. "torchvision" is the published one: a DataLoader over torchvision's CIFAR10
 with RandomCrop(32, padding=4), RandomHorizontalFlip, ToTensor, Normalize. "tensor" (the default) holds the
@@ -13,9 +13,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from numbers import Integral
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 import pytorch_lightning as pl
@@ -26,17 +24,17 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.datasets import CIFAR10
 
-from .cli import UserError
-from .config import PIPELINES
+from .checks import check_bool, check_choice, check_int, check_path, fail
+from .config import CIFAR10_TRAIN_SIZE, PIPELINES
+from .errors import UserError
 
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)  # the published Normalize values
 CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
 CROP_SIZE = 32
 CROP_PADDING = 4
 SKIP_MD5_ENV = "NBM_CIFAR_SKIP_MD5"  # "1": accept CIFAR-10 files without torchvision's md5 check (presence only)
-TRAIN_SIZE = 50000  # images in the CIFAR-10 training set
 
-ChannelStats = Union[Sequence[float], Tensor]
+ChannelStats = Sequence[float] | Tensor
 Batch = tuple[Tensor, Tensor]
 
 
@@ -112,8 +110,8 @@ class TensorLoader:
     ):
         _check_images(images, labels)
         self.images, self.labels, self.train, self.epoch_fn = images, labels, train, epoch_fn
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.seed = _check_int("seed", seed, 0)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.seed = check_int("seed", seed, 0)
         self._mean = _per_channel(CIFAR10_MEAN, images.device)
         self._std = _per_channel(CIFAR10_STD, images.device)
         self._iterations = 0
@@ -281,7 +279,7 @@ class IndexedDataset(Dataset):
 def split_indices(n_train: int, val_size: int, split_seed: int) -> tuple[list[int], list[int]]:
     """(train, val) indices, each sorted: val is `val_size` images drawn by randperm(split_seed)."""
     if val_size and val_size >= n_train:
-        raise ValueError(f"val_size must be below the {n_train} training images, got {val_size}")
+        raise fail("val_size", val_size, f"an int below the {n_train} training images")
     perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(split_seed)).tolist()
     return sorted(perm[val_size:]), sorted(perm[:val_size])
 
@@ -317,17 +315,17 @@ class CIFAR10DataModule(pl.LightningDataModule):
         device: str | None = None,
     ):
         super().__init__()
-        self.data_dir = _check_path("data_dir", data_dir)
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.eval_batch_size = _check_int("eval_batch_size", eval_batch_size, 1)
-        self.pipeline = _check_choice("pipeline", pipeline, PIPELINES)
-        self.val_size = _check_int("val_size", val_size, 0, TRAIN_SIZE - 1)
-        self.split_seed = _check_int("split_seed", split_seed, 0)
-        self.download = _check_bool("download", download)
-        self.train_limit = _check_int("train_limit", train_limit, 0)
-        self.eval_limit = _check_int("eval_limit", eval_limit, 0)
-        self.num_workers = _check_int("num_workers", num_workers, 0)
-        self.seed = _check_int("seed", seed, 0)
+        self.data_dir = check_path("data_dir", data_dir)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, 1)
+        self.pipeline = check_choice("pipeline", pipeline, PIPELINES)
+        self.val_size = check_int("val_size", val_size, 0, CIFAR10_TRAIN_SIZE - 1)
+        self.split_seed = check_int("split_seed", split_seed, 0)
+        self.download = check_bool("download", download)
+        self.train_limit = check_int("train_limit", train_limit, 0)
+        self.eval_limit = check_int("eval_limit", eval_limit, 0)
+        self.num_workers = check_int("num_workers", num_workers, 0)
+        self.seed = check_int("seed", seed, 0)
         self.device = _check_device("device", device)
         self._loaded: dict[str, object] = {}  # split name -> (images, labels) or Dataset
         self._loaded_on: torch.device | None = None  # None until setup()
@@ -452,37 +450,8 @@ class CIFAR10DataModule(pl.LightningDataModule):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Argument checks: ValueError naming the value and what is allowed
+# Argument checks beyond nbm_lightning.checks
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    """`value` as an int if it is an integer (not a bool) in low..high."""
-    if isinstance(value, Integral) and not isinstance(value, bool) and low <= value and (high is None or value <= high):
-        return int(value)
-    allowed = f"in {low}..{high}" if high is not None else f">= {low}"
-    raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-
-
-def _check_choice(name: str, value: object, choices: Sequence[str]) -> str:
-    """`value` if it is one of `choices`."""
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
-def _check_bool(name: str, value: object) -> bool:
-    """`value` if it is a bool."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _check_path(name: str, value: object) -> str:
-    """`value` as a str if it is a non-empty path."""
-    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
-        raise ValueError(f"{name} must be a non-empty path, got {value!r}")
-    return os.fspath(value)
 
 
 def _check_device(name: str, value: object) -> str | None:
@@ -493,4 +462,4 @@ def _check_device(name: str, value: object) -> str | None:
         with contextlib.suppress(RuntimeError):
             torch.device(value)  # RuntimeError for a malformed device string
             return value
-    raise ValueError(f"{name} must be None or a torch device such as 'cpu' or 'cuda:0', got {value!r}")
+    raise fail(name, value, "None or a torch device such as 'cpu' or 'cuda:0'")

@@ -1,6 +1,8 @@
-"""MacroNet: turn a parsed NAS-Bench-Macro spec into modules (ORIGINAL.md, "Network")."""
+"""MacroNet: turn a parsed NAS-Bench-Macro spec into modules (PUBLISHED.md, "Network")."""
 
 from __future__ import annotations
+
+import hashlib
 
 import torch
 from torch import nn
@@ -78,3 +80,11 @@ class MacroNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.head(self.layers(self.stem(x)))
         return self.classifier(torch.flatten(self.pool(x), 1))
+
+
+def weights_sha256(net: nn.Module) -> str:
+    """sha256 of a network's parameters as float32 little-endian bytes in parameters() order (any memory format)."""
+    digest = hashlib.sha256()
+    for p in net.parameters():
+        digest.update(p.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False).tobytes())
+    return digest.hexdigest()

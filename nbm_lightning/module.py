@@ -15,8 +15,8 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from .config import Recipe
+from .record import CURVES
 
-CURVES = ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_time_s")  # per-epoch series
 LOG_KEYS = {  # curve name -> logged metric name (W&B)
     "lr": "lr",
     "train_loss": "train/loss",
@@ -126,7 +126,8 @@ class MacroNetModule(pl.LightningModule):
     def _epoch_line(self, row: dict[str, float]) -> str:
         return (
             f"epoch {row['epoch'] + 1}/{self.recipe.epochs} lr {row['lr']:.5f} train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc']:.2f}% | eval loss {row['eval_loss']:.4f} acc {row['eval_acc']:.2f}% | {row['epoch_time_s']:.1f}s"
+            f"acc {row['train_acc']:.2f}% | eval loss {row['eval_loss']:.4f} acc {row['eval_acc']:.2f}% | "
+            f"{row['epoch_time_s']:.1f}s"
         )
 
     def on_test_epoch_end(self) -> None:

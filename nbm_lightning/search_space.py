@@ -22,7 +22,7 @@ class Op:
     expansion: int | None  # inverted-residual expansion ratio t (None for identity)
 
 
-# The one table of ops (ORIGINAL.md, "Search space").
+# The one table of ops (PUBLISHED.md, "Search space").
 OPS: dict[str, Op] = {
     "0": Op("0", "identity", None, None),
     "1": Op("1", "mb_k3_e3", 3, 3),

@@ -28,11 +28,12 @@ from typing import Any
 
 import yaml
 
-from . import records
-from .cli import ArgParser, UserError, run_main
+from .atomic import atomic_write_text
+from .cli import ArgParser, run_main
 from .config import SEEDS, Execution
-from .fit import GRID_SIZE, index_to_pair, resolve
-from .fit import build_parser as fit_parser
+from .errors import UserError
+from .job import GRID_SIZE, index_to_pair, resolve_job
+from .record import RecordError, RunRecord
 from .search_space import unique_codes
 
 PROG = "python -m nbm_lightning.sweep"
@@ -121,24 +122,30 @@ def render_preset(which: str) -> str:
 
 def recipe_hash_of(config_file: str | None) -> str:
     """The recipe hash fit would use with `--config config_file` (the built-in recipe without one)."""
-    argv = ["--index=0"] + ([f"--config={config_file}"] if config_file else [])
     try:
-        return resolve(fit_parser().parse_args(argv)).recipe.hash()
+        return resolve_job({}, index=0, config=config_file).recipe.hash()
     except (TypeError, ValueError) as err:
         raise UserError(f"bad --config-file: {err}") from None
 
 
 def done_pairs(folders: Sequence[Path], recipe_hash: str) -> set[tuple[str, int]]:
-    """(canonical, seed) of every complete record of `recipe_hash` in the folders (unreadable files: not done)."""
+    """(canonical, seed) of every record complete for `recipe_hash` (RunRecord.is_complete_for: what export uses).
+
+    An unreadable file, a failed run, or one the export would reject (truncated, non-finite, mis-measured)
+    is not done.
+    """
+    from .complexity import complexity_table
+
+    expected = complexity_table(unique_codes()).__getitem__
     done, unreadable = set(), []
     for path in (p for folder in folders for p in sorted(folder.glob("*.json"))):
         try:
-            record = records.read_record(path)
-        except ValueError:
+            record = RunRecord.read(path)
+        except RecordError:
             unreadable.append(path)
             continue
-        if record.get("status") == records.COMPLETE and record.get("recipe_hash") == recipe_hash:
-            done.add((record.get("canonical"), record.get("seed")))
+        if record.is_complete_for(recipe_hash, expected):
+            done.add(record.pair)
     if unreadable:
         print(f"{len(unreadable)} unreadable JSON file(s) counted as not done, e.g. {unreadable[0]}", file=sys.stderr)
     return done
@@ -306,7 +313,7 @@ def make(args: argparse.Namespace) -> int:
         if args.config_file:
             raise UserError("--config-file goes with --missing (the presets fix their own config)")
         out = Path(args.out or SWEEPS_DIR / f"{args.preset}.yaml")
-        records.atomic_write_text(out, render_preset(args.preset))
+        atomic_write_text(out, render_preset(args.preset))
         print(f"wrote {out}: {_size(preset(args.preset))} runs")
         return 0
     return make_missing(args)
@@ -336,7 +343,7 @@ def make_missing(args: argparse.Namespace) -> int:
             f"--out={args.out}",
         ]
     )
-    records.atomic_write_text(args.out, render(missing_sweep(indices, args.config_file), command))
+    atomic_write_text(args.out, render(missing_sweep(indices, args.config_file), command))
     print(f"wrote {args.out}: {len(indices)} of {GRID_SIZE} pairs missing (recipe {recipe})")
     return 0
 

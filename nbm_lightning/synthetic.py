@@ -11,11 +11,13 @@ import contextlib
 import os
 import pickle
 import uuid
-from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 from torchvision.datasets import CIFAR10
+
+from .checks import check_int
+from .config import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (3, 32, 32)  # channel planes R, G, B, each 32 x 32 row-major
@@ -27,8 +29,8 @@ MIN_LEVELS = 3  # learnable data: class colours come from a grid of at least 3 l
 
 def write_cifar10(
     root: str | os.PathLike,
-    n_train: int = 50000,
-    n_test: int = 10000,
+    n_train: int = CIFAR10_TRAIN_SIZE,
+    n_test: int = CIFAR10_TEST_SIZE,
     learnable: bool = False,
     seed: int = 0,
     num_classes: int = 10,
@@ -40,7 +42,7 @@ def write_cifar10(
         ("seed", seed, 0),
         ("num_classes", num_classes, 1),
     ):
-        _check_count(name, value, low)
+        check_int(name, value, low)
     folder = Path(root) / CIFAR10.base_folder
     folder.mkdir(parents=True, exist_ok=True)
     streams = np.random.SeedSequence(seed).spawn(1 + len(TRAIN_FILES) + len(TEST_FILES))
@@ -58,12 +60,6 @@ def label_names(num_classes: int) -> list[str]:
     if num_classes == len(CIFAR10_CLASSES):
         return list(CIFAR10_CLASSES)
     return [f"class_{i}" for i in range(num_classes)]
-
-
-def _check_count(name: str, value: object, low: int) -> None:
-    """ValueError naming `value` unless it is an integer (not a bool) >= low."""
-    if not isinstance(value, Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 def _split_sizes(total: int, parts: int) -> list[int]:

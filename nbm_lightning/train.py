@@ -1,4 +1,9 @@
-"""Train one Job: data, network, LightningModule, W&B logger, callbacks, resume, run record."""
+"""Train one Job, from builders that the benchmarks and tests use too.
+
+The builders take a recipe and execution settings and make exactly what a `fit` run trains with: the
+DataModule, the network, the LightningModule and the Trainer. `train(job)` adds what makes a run a run:
+seeding, the W&B logger, the record and checkpoint callbacks, resume and the final report.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,16 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from torch import nn
 
-from . import records
+from .atomic import atomic_write_text
 from .callbacks import EpochCheckpoint, RunRecorder
+from .config import Execution, Recipe
 from .data import CIFAR10DataModule
-from .fit import Job
-from .model import MacroNet
+from .job import Job
+from .model import MacroNet, weights_sha256
 from .module import MacroNetModule, NonFiniteLossError
+from .record import COMPLETE, RunRecord
 from .tracking import make_logger, resolve_mode
 
 # Lightning notices that do not apply here: we log once per epoch, never per step.
@@ -25,31 +33,94 @@ warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
 
 
+# ---------------------------------------------------------------- builders
+
+
+def seed_run(seed: int) -> None:
+    """Seed Python, numpy and torch (all devices) as every run is seeded, before anything is built."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+
+
+def apply_numerics(recipe: Recipe, execution: Execution) -> None:
+    """The process-wide arithmetic settings of a run: TF32 (recipe) and cuDNN autotuning (execution)."""
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = recipe.tf32
+    torch.backends.cudnn.benchmark = execution.cudnn_benchmark
+
+
+def pick_device(accelerator: str) -> torch.device:
+    """The single training device for an accelerator choice."""
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
+    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def build_datamodule(recipe: Recipe, execution: Execution, seed: int, device: torch.device) -> CIFAR10DataModule:
+    """The CIFAR-10 DataModule of a run (not yet prepared or set up)."""
+    r, e = recipe, execution
+    return CIFAR10DataModule(
+        data_dir=e.data_dir, batch_size=r.batch_size, eval_batch_size=e.eval_batch_size, pipeline=e.pipeline,
+        val_size=r.val_size, split_seed=r.split_seed, download=e.download, train_limit=r.train_limit,
+        eval_limit=r.eval_limit, num_workers=e.num_workers, seed=seed, device=str(device),
+    )  # fmt: skip
+
+
+def build_network(arch: str, num_classes: int, execution: Execution) -> nn.Module:
+    """MacroNet(arch) on the CPU (weights from the current seed), in the run's memory format, compiled on request."""
+    net = MacroNet(arch, num_classes=num_classes)
+    if execution.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if execution.compile:
+        net.compile(dynamic=False)
+    return net
+
+
+def build_module(net: nn.Module, num_classes: int, recipe: Recipe, execution: Execution) -> MacroNetModule:
+    """The LightningModule that trains `net` with the recipe."""
+    return MacroNetModule(net, num_classes, recipe, execution.channels_last, execution.sgd_impl)
+
+
+def build_trainer(
+    recipe: Recipe,
+    execution: Execution,
+    device: torch.device,
+    callbacks: list[pl.Callback],
+    logger: Any = False,
+    **overrides: Any,
+) -> pl.Trainer:
+    """A single-device Trainer for the recipe (checkpoints are ours: atomic, every epoch); `overrides`: Trainer args."""
+    apply_numerics(recipe, execution)
+    settings = dict(
+        max_epochs=recipe.epochs, accelerator="gpu" if device.type == "cuda" else device.type, devices=1,
+        precision=recipe.precision, logger=logger, callbacks=callbacks, enable_checkpointing=False,
+        num_sanity_val_steps=0, benchmark=execution.cudnn_benchmark, enable_progress_bar=execution.progress,
+        enable_model_summary=False, log_every_n_steps=50,
+    )  # fmt: skip
+    return pl.Trainer(**{**settings, **overrides})
+
+
+# ---------------------------------------------------------------- one run
+
+
 def train(job: Job) -> int:
     """Run the job to a record; 0 when complete, 1 when the run failed (its record says why)."""
-    pl.seed_everything(job.seed, workers=True, verbose=False)
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = job.execution.tf32
-    device = _device(job.execution.accelerator)
-    dm = make_datamodule(job, device)
+    seed_run(job.seed)
+    device = pick_device(job.execution.accelerator)
+    dm = build_datamodule(job.recipe, job.execution, job.seed, device)
     dm.prepare_data()  # missing data fails here, before any W&B run or record exists
     dm.setup("fit")
-    net = MacroNet(job.arch, num_classes=dm.num_classes)
-    if job.execution.channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    if job.execution.compile:
-        net.compile(dynamic=False)
-    module = MacroNetModule(net, dm.num_classes, job.recipe, job.execution.channels_last, job.execution.sgd_impl)
+    net = build_network(job.arch, dm.num_classes, job.execution)
+    module = build_module(net, dm.num_classes, job.recipe, job.execution)
     if job.force:
         shutil.rmtree(job.ckpt_dir, ignore_errors=True)
     ckpt = job.ckpt_dir / "last.ckpt"
-    recorder = RunRecorder(
-        job.record_path,
-        identity(job),
-        dataclasses.asdict(job.recipe),
-        dataclasses.asdict(job.execution),
-        _extra(dm, ckpt),
+    extra = {**_extra(dm, ckpt), "init_sha256": weights_sha256(net)}
+    recorder = RunRecorder(job.record_path, identity(job), job.recipe, job.execution, extra)
+    callbacks = [recorder, EpochCheckpoint(ckpt)]
+    trainer = build_trainer(
+        job.recipe, job.execution, device, callbacks, logger=_logger(job), default_root_dir=str(job.ckpt_dir)
     )
-    trainer = make_trainer(job, device, [recorder, EpochCheckpoint(ckpt)])
     return _fit(job, trainer, module, dm, ckpt, recorder)
 
 
@@ -67,71 +138,21 @@ def _fit(
         print(f"{job.name}: FAILED: {err}; record: {job.record_path}", file=sys.stderr)
         return 1
     finally:
-        _finish_wandb(trainer)
-    record = records.read_record(job.record_path) if recorder.written else {}
-    if record.get("status") != records.COMPLETE:
-        print(
-            f"{job.name}: FAILED: {record.get('error', 'interrupted before the end')}; checkpoint kept at {ckpt}",
-            file=sys.stderr,
-        )
+        _finish_wandb()
+    record = recorder.record
+    if record is None or record.status != COMPLETE:
+        why = record.error if record is not None else "interrupted before the end"
+        print(f"{job.name}: FAILED: {why}; checkpoint kept at {ckpt}", file=sys.stderr)
         return 1
     if not job.execution.keep_checkpoint:
         shutil.rmtree(job.ckpt_dir, ignore_errors=True)
-    print(
-        f"{job.name}: test acc final {record['test_acc_final']:.2f}% best {_fmt(record['test_acc_best'])}; record: {job.record_path}"
-    )
+    print(f"{job.name}: {_result_line(record)}; record: {job.record_path}")
     return 0
-
-
-def make_datamodule(job: Job, device: torch.device) -> CIFAR10DataModule:
-    """The CIFAR-10 DataModule of a job."""
-    r, e = job.recipe, job.execution
-    return CIFAR10DataModule(
-        data_dir=e.data_dir,
-        batch_size=r.batch_size,
-        eval_batch_size=e.eval_batch_size,
-        pipeline=e.pipeline,
-        val_size=r.val_size,
-        split_seed=r.split_seed,
-        download=e.download,
-        train_limit=r.train_limit,
-        eval_limit=r.eval_limit,
-        num_workers=e.num_workers,
-        seed=job.seed,
-        device=str(device),
-    )
-
-
-def make_trainer(job: Job, device: torch.device, callbacks: list[pl.Callback]) -> pl.Trainer:
-    """A single-device Trainer with the W&B logger; checkpointing is ours (atomic, every epoch)."""
-    e = job.execution
-    logger = _logger(job)
-    return pl.Trainer(
-        max_epochs=job.recipe.epochs,
-        accelerator="gpu" if device.type == "cuda" else device.type,
-        devices=1,
-        precision=job.recipe.precision,
-        logger=logger,
-        callbacks=callbacks,
-        enable_checkpointing=False,
-        num_sanity_val_steps=0,
-        benchmark=e.cudnn_benchmark,
-        enable_progress_bar=e.progress,
-        enable_model_summary=False,
-        log_every_n_steps=50,
-        default_root_dir=str(job.ckpt_dir),
-    )
 
 
 def identity(job: Job) -> dict[str, Any]:
     """The run's key fields, shared by the record and the W&B config."""
-    return {
-        "arch": job.arch,
-        "canonical": job.canonical,
-        "seed": job.seed,
-        "run_name": job.name,
-        "recipe_hash": job.recipe.hash(),
-    }
+    return {"arch": job.arch, "canonical": job.canonical, "seed": job.seed, "recipe_hash": job.recipe.hash()}
 
 
 def _logger(job: Job) -> Any:
@@ -143,11 +164,16 @@ def _logger(job: Job) -> Any:
     job.ckpt_dir.mkdir(parents=True, exist_ok=True)
     id_file = job.ckpt_dir / "wandb_id"
     run_id = id_file.read_text().strip() if id_file.exists() else None
-    config = {**identity(job), **dataclasses.asdict(job.recipe), **dataclasses.asdict(job.execution)}
+    config = {
+        **identity(job),
+        "run_name": job.name,
+        **dataclasses.asdict(job.recipe),
+        **dataclasses.asdict(job.execution),
+    }
     logger = make_logger(
         mode, e.wandb_project, e.wandb_entity, job.name, job.canonical, _tags(job), config, run_id, Path(".")
     )
-    records.atomic_write_text(id_file, logger.experiment.id)
+    atomic_write_text(id_file, logger.experiment.id)
     if mode == "offline":
         print(
             f"W&B offline (no credentials found): upload later with `wandb sync {Path(logger.experiment.dir).parent}`"
@@ -157,14 +183,9 @@ def _logger(job: Job) -> Any:
 
 def _tags(job: Job) -> list[str]:
     """Tags for filtering in the W&B UI."""
-    recipe = "published-recipe" if job.recipe == type(job.recipe)() else "custom-recipe"
-    return [
-        recipe,
-        f"seed-{job.seed}",
-        f"pipeline-{job.execution.pipeline}",
-        job.recipe.precision,
-        "canonical-input" if job.arch == job.canonical else "noncanonical-input",
-    ]
+    recipe = "published-recipe" if job.recipe == Recipe() else "custom-recipe"
+    kind = "canonical-input" if job.arch == job.canonical else "noncanonical-input"
+    return [recipe, f"seed-{job.seed}", f"pipeline-{job.execution.pipeline}", job.recipe.precision, kind]
 
 
 def _extra(dm: CIFAR10DataModule, ckpt: Path) -> dict[str, Any]:
@@ -175,16 +196,7 @@ def _extra(dm: CIFAR10DataModule, ckpt: Path) -> dict[str, Any]:
     return extra
 
 
-def _device(accelerator: str) -> torch.device:
-    """The single training device for an accelerator choice."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda", torch.cuda.current_device() if torch.cuda.is_available() else 0)
-    if accelerator == "mps" or (accelerator == "auto" and torch.backends.mps.is_available()):
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def _finish_wandb(trainer: pl.Trainer) -> None:
+def _finish_wandb() -> None:
     """Close the W&B run so offline files are complete."""
     import wandb
 
@@ -192,5 +204,7 @@ def _finish_wandb(trainer: pl.Trainer) -> None:
         wandb.finish()
 
 
-def _fmt(value: float | None) -> str:
-    return "n/a (validation split)" if value is None else f"{value:.2f}%"
+def _result_line(record: RunRecord) -> str:
+    """The headline numbers of a complete record."""
+    best = "n/a (validation split)" if record.test_acc_best is None else f"{record.test_acc_best:.2f}%"
+    return f"test acc final {record.test_acc_final:.2f}% best {best}"

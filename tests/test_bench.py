@@ -28,7 +28,7 @@ from nbm_lightning.bench import (
     seed_noise_tau,
     spearman_rho,
 )
-from nbm_lightning.cli import UserError
+from nbm_lightning.errors import UserError
 from nbm_lightning.search_space import canonical, unique_codes
 
 FIELDS = ("test_acc", "mean_acc", "std", "params", "flops")
@@ -102,7 +102,7 @@ def test_top_orders_by_metric_then_code(bench):
     for bad_k, error in ((0, ValueError), (True, TypeError), (1.5, TypeError)):
         with pytest.raises(error):
             bench.top(bad_k)
-    with pytest.raises(ValueError, match="unknown metric 'acc'"):
+    with pytest.raises(ValueError, match="invalid metric 'acc': expected one of mean_acc, params, flops"):
         bench.top(3, by="acc")
 
 
@@ -158,7 +158,7 @@ def test_to_frame(bench, published):
 
 
 def test_missing_optional_dependencies_name_the_extra(bench, tmp_path, monkeypatch):
-    from nbm_lightning.plots import plot_histograms
+    from nbm_lightning.bench.plots import plot_histograms
 
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r'pip install "nbm_lightning\[pandas\]"') as info:
@@ -298,7 +298,7 @@ def _assert_png_not_blank(path: Path) -> None:
 
 
 def test_plot_compare_writes_a_png(tmp_path, bench, published):
-    from nbm_lightning.plots import plot_compare
+    from nbm_lightning.bench.plots import plot_compare
 
     other = Benchmark.load(_write(tmp_path / "other.json", _perturbed(published, {"22212220": -5.0})))
     path = plot_compare(bench, other, tmp_path / "plots")

@@ -18,7 +18,6 @@ from torch import nn
 from torchvision import transforms
 from torchvision.datasets import CIFAR10
 
-from nbm_lightning.cli import UserError
 from nbm_lightning.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -34,6 +33,7 @@ from nbm_lightning.data import (
     sample_augment_params,
     train_transform,
 )
+from nbm_lightning.errors import UserError
 from nbm_lightning.synthetic import CIFAR10_CLASSES, TEST_FILES, TRAIN_FILES, write_cifar10
 
 N_TRAIN, N_TEST = 50, 20  # the tiny dataset of the DataModule tests
@@ -121,7 +121,7 @@ def test_augment_matches_the_published_transform_objects(monkeypatch):
         images, [(0, 0, False), (8, 8, True), (4, 4, True), (0, 8, False), (8, 0, True), (3, 5, False)]
     ):
         monkeypatch.setattr(
-            transforms.RandomCrop, "get_params", staticmethod(lambda img, size, t=top, l=left: (t, l, *size))
+            transforms.RandomCrop, "get_params", staticmethod(lambda img, size, t=top, x=left: (t, x, *size))
         )
         transform.transforms[1].p = 1.0 if flip else 0.0
         got = augment(image[None], torch.tensor([[top, left]]), torch.tensor([flip]), CIFAR10_MEAN, CIFAR10_STD)[0]
@@ -296,7 +296,7 @@ def test_num_classes_comes_from_the_dataset(tmp_path):
     write_cifar10(tmp_path, n_train=6, n_test=3, num_classes=3)
     module = CIFAR10DataModule(str(tmp_path), download=False)
     with pytest.raises(RuntimeError, match="setup"):
-        module.num_classes
+        _ = module.num_classes
     module.setup()
     assert module.num_classes == 3
 
@@ -424,8 +424,16 @@ def test_failed_download_is_a_one_line_user_error(tmp_path, monkeypatch):
     assert_one_line_naming(err, tmp_path, "no network")
 
 
-def test_download_is_skipped_when_the_files_are_there(tiny_root):
-    CIFAR10DataModule(str(tiny_root), download=True).prepare_data()  # no network here: it must not try
+def test_download_is_skipped_when_the_files_are_there(tiny_root, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"a download was attempted: {args}")
+
+    monkeypatch.setattr(tv_cifar, "download_and_extract_archive", no_download)
+    with pytest.raises(AssertionError, match="download was attempted"):  # the guard works (md5 fails: a download)
+        tv_cifar.CIFAR10(str(tiny_root), train=False, download=True)
+    CIFAR10DataModule(str(tiny_root), download=True).prepare_data()  # files present: no download
 
 
 @pytest.mark.parametrize(

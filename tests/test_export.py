@@ -10,10 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from nbm_lightning import export, extended
 from nbm_lightning.cli import run_main
 from nbm_lightning.complexity import complexity
 from nbm_lightning.config import SEEDS, Recipe
+from nbm_lightning.export import __main__ as export
+from nbm_lightning.export import extended
 from nbm_lightning.search_space import all_codes, canonical, unique_codes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,8 @@ def test_original_export_reproduces_the_published_file(published_dir, published,
         capsys.readouterr()
         .out.splitlines()[-1]
         .endswith(
-            "read 11907 runs: used 11907 (3969 codes x 3 seeds), rejected 0, superseded 0 duplicates, missing 0 of 11907"
+            "read 11907 runs: used 11907 (3969 codes x 3 seeds), rejected 0, superseded 0 duplicates, "
+            "missing 0 of 11907"
         )
     )
 
@@ -98,8 +100,8 @@ def test_every_rule_on_the_full_grid(published_dir, published, tmp_path, capsys)
         assert ours[code]["test_acc"][seed] == published[code]["test_acc"][seed]
     err = captured.err
     assert (
-        f"superseded {published_dir / CODES[1]}-s0.json: duplicate of {CODES[1]}-s0: kept the later {extra / CODES[1]}-s0.json"
-        in err
+        f"superseded {published_dir / CODES[1]}-s0.json: duplicate of {CODES[1]}-s0: "
+        f"kept the later {extra / CODES[1]}-s0.json" in err
     )
     assert f"superseded {extra / CODES[2]}-s1.json: duplicate of" in err
     assert f"rejected {extra / CODES[3]}-s2.json: status failed: RuntimeError: boom" in err

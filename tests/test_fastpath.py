@@ -22,6 +22,7 @@ from nbm_lightning.data import CIFAR10DataModule
 from nbm_lightning.model import MacroNet
 from nbm_lightning.module import MacroNetModule
 from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.train import build_datamodule, build_module, build_network, build_trainer, seed_run
 
 CPU = torch.device("cpu")
 SMALL = "12000000"  # both inverted-residual kinds (depthwise 3x3 and 5x5), quick on a CPU
@@ -73,16 +74,25 @@ class LossRecorder(pl.Callback):
         self.losses.append(outputs["loss"].detach())
 
 
+def fit_parts(data: Path, path: ts.TrainPath, code: str, seed: int, callbacks: list, **trainer_args):
+    """What `fit` builds for a benchmark path (nbm_lightning.train's builders): trainer, module, datamodule."""
+    recipe, execution = path.recipe(ts.TINY), path.execution(data, ts.TINY)
+    trainer = build_trainer(recipe, execution, CPU, callbacks, max_epochs=1, **trainer_args)
+    seed_run(seed)
+    module = build_module(build_network(code, 10, execution), 10, recipe, execution)
+    return trainer, module, build_datamodule(recipe, execution, seed, CPU)
+
+
 @pytest.mark.parametrize("path", [ts.fast_path(), ts.REFERENCE.with_(num_workers=0)], ids=["fast", "reference"])
 def test_lightning_and_plain_loops_take_the_same_steps(data, path):
     recorder = LossRecorder()
-    trainer = ts.make_trainer(path, CPU, [recorder], limit_train_batches=4, limit_val_batches=0)
-    trainer.fit(
-        ts.make_module(SMALL, path, CPU, seed=3), datamodule=ts.make_datamodule(data, path, ts.TINY, CPU, seed=3)
-    )
-    loop = ts.PlainLoop(ts.make_net(SMALL, path, CPU, seed=3), path, CPU)
-    batches = ts.on_device(ts.make_datamodule(data, path, ts.TINY, CPU, seed=3).train_dataloader(), CPU)
-    plain = [loop.train_step(batch) for batch in itertools.islice(batches, 4)]
+    trainer, module, dm = fit_parts(data, path, SMALL, 3, [recorder], limit_train_batches=4, limit_val_batches=0)
+    trainer.fit(module, datamodule=dm)
+    seed_run(3)
+    loop = ts.PlainLoop(build_network(SMALL, 10, path.execution()), path, CPU)
+    plain_data = build_datamodule(path.recipe(ts.TINY), path.execution(data, ts.TINY), 3, CPU)
+    plain_data.setup("fit")
+    plain = [loop.train_step(batch) for batch in itertools.islice(ts.on_device(plain_data.train_dataloader(), CPU), 4)]
     torch.testing.assert_close(torch.stack(recorder.losses), torch.stack(plain), rtol=0, atol=1e-6)
 
 
@@ -139,9 +149,11 @@ def test_counter_sees_a_host_read():
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_lightning_training_steps_never_read_the_device(data, precision):
     path, counter = ts.fast_path(precision=precision), SyncCounter()
-    trainer = ts.make_trainer(path, CPU, [Arm(counter)], limit_train_batches=7, limit_val_batches=1)
+    trainer, module, dm = fit_parts(
+        data, path, "10000000", 0, [Arm(counter)], limit_train_batches=7, limit_val_batches=1
+    )
     with counter:
-        trainer.fit(ts.make_module("10000000", path, CPU), datamodule=ts.make_datamodule(data, path, ts.TINY, CPU))
+        trainer.fit(module, datamodule=dm)
     assert counter.calls == {}
 
 
@@ -165,7 +177,7 @@ def test_compile_graphs_are_bounded_across_epochs(tmp_path):
     net.compile(dynamic=False, backend="eager")  # as the fit CLI, with Dynamo's graphs run eagerly (fast on a CPU)
     dm = CIFAR10DataModule(data_dir=tmp_path, batch_size=16, eval_batch_size=16, download=False, device="cpu")
     graphs = GraphCount()
-    trainer = ts.make_trainer(ts.fast_path(), CPU, [graphs], max_epochs=3)
+    trainer = build_trainer(ts.fast_path().recipe(), ts.fast_path().execution(), CPU, [graphs], max_epochs=3)
     trainer.fit(MacroNetModule(net, 10, ts.RECIPE), datamodule=dm)
     assert graphs.per_epoch[0] <= 4 and graphs.per_epoch == graphs.per_epoch[:1] * 3, graphs.per_epoch
 
@@ -177,6 +189,8 @@ def _positive(value) -> bool:
         return all(_positive(v) for k, v in value.items() if k not in ("options", "steps", "num_workers"))
     if isinstance(value, list):
         return all(_positive(v) for v in value)
+    if value is None:
+        return False  # a figure that is missing is not a positive figure
     return not isinstance(value, (int, float)) or isinstance(value, bool) or value > 0
 
 

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,8 @@ import yaml
 
 from nbm_lightning import search_space as ss
 from nbm_lightning.config import Execution, Recipe
-from nbm_lightning.fit import GRID_SIZE, build_parser, index_to_pair, resolve
+from nbm_lightning.fit import build_parser, resolve
+from nbm_lightning.job import GRID_SIZE, index_to_pair
 from nbm_lightning.synthetic import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -268,6 +268,19 @@ def test_nan_loss_fails_the_run(tmp_path, tiny_data):
     assert record["status"] == "failed" and "NonFiniteLossError" in record["error"]
 
 
+KILL_AFTER_EPOCH = """
+import os, signal, sys
+from nbm_lightning import callbacks, fit
+save = callbacks.EpochCheckpoint.on_validation_end
+def save_then_die(self, trainer, module):
+    save(self, trainer, module)
+    if not trainer.sanity_checking and trainer.current_epoch == int(os.environ["KILL_AFTER_EPOCH"]):
+        os.kill(os.getpid(), signal.SIGKILL)  # right after that epoch's checkpoint, as a crash would
+callbacks.EpochCheckpoint.on_validation_end = save_then_die
+sys.exit(fit.main(sys.argv[1:]))
+"""
+
+
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, learnable_data):
     argv = ["--arch=00000000", "--seed=3", "--batch-size=32", "--keep-checkpoint=true"]
     (tmp_path / "a").mkdir()
@@ -275,35 +288,14 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, learnable_data):
     assert straight.returncode == 0, straight.stderr[-3000:]
     base = tmp_path / "b"
     base.mkdir()
-    cmd = [
-        sys.executable,
-        "-m",
-        "nbm_lightning.fit",
-        f"--data-dir={learnable_data}",
-        "--download=false",
-        "--epochs=3",
-        "--progress=false",
-        "--accelerator=cpu",
-        "--num-workers=0",
-        "--eval-batch-size=64",
-        *argv,
-    ]
-    proc = subprocess.Popen(
-        cmd, cwd=base, env=_env("disabled"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    ckpt = None
-    deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None:
-        found = list((base / "checkpoints").glob("*/last.ckpt")) if (base / "checkpoints").exists() else []
-        if found:
-            ckpt = found[0]
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
-    proc.wait()
-    assert ckpt is not None, "the run finished before it could be interrupted"
-    assert not (base / "results" / "00000000-s3.json").exists()
-    resumed = _cli(*cmd[3:], cwd=base, env=_env("disabled"))
+    fit_argv = [f"--data-dir={learnable_data}", "--download=false", "--epochs=3", "--progress=false",
+                "--accelerator=cpu", "--num-workers=0", "--eval-batch-size=64", *argv]  # fmt: skip
+    env = dict(_env("disabled"), KILL_AFTER_EPOCH="0")  # killed after epoch 1 of 3, deterministically
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER_EPOCH, *fit_argv], cwd=base, env=env,
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert list((base / "checkpoints").glob("*/last.ckpt")) and not (base / "results" / "00000000-s3.json").exists()
+    resumed = _cli(*fit_argv, cwd=base, env=_env("disabled"))
     assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-3000:]
     a = json.loads((tmp_path / "a" / "results" / "00000000-s3.json").read_text())
     b = json.loads((base / "results" / "00000000-s3.json").read_text())

@@ -18,7 +18,7 @@ def _bash_blocks(text: str) -> list[str]:
 
 def test_ci_runs_the_readme_test_command():
     readme = _bash_blocks((ROOT / "README.md").read_text())
-    test_command = 'pip install -e ".[dev]" && python -m pytest'
+    test_command = 'pip install -e ".[dev]" && ruff check . && ruff format --check . && python -m pytest'
     assert test_command in readme
     ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert test_command in ci_lines
@@ -28,3 +28,20 @@ def test_readme_main_command_is_the_fit_job():
     assert "pip install -e . && python -m nbm_lightning.fit --arch 12012012" in _bash_blocks(
         (ROOT / "README.md").read_text()
     )
+
+
+def test_layout_table_lists_every_file():
+    import re
+    import subprocess
+
+    files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard"],
+                           capture_output=True, text=True)  # fmt: skip
+    if files.returncode != 0:
+        import pytest
+
+        pytest.skip("not a git checkout")
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout") :]
+    listed = set(re.findall(r"`([^`\s]+)`", layout))
+    missing = [f for f in files.stdout.split() if f not in listed]
+    assert not missing, f"files missing from the README's layout table: {missing}"

@@ -19,8 +19,10 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 import sweeps
 from nbm_lightning import sweep
 from nbm_lightning.cli import run_main
+from nbm_lightning.complexity import complexity
 from nbm_lightning.config import SEEDS, Recipe, load_yaml, split_overrides
-from nbm_lightning.fit import GRID_SIZE, build_parser, index_to_pair, resolve
+from nbm_lightning.fit import build_parser, resolve
+from nbm_lightning.job import GRID_SIZE, index_to_pair
 from nbm_lightning.search_space import is_canonical, unique_codes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,8 +125,10 @@ def test_smoke_sweep_runs_the_smoke_config(monkeypatch):
     assert job.recipe == smoke_recipe and job.recipe.hash() != Recipe().hash()
 
 
-def record(code: str, seed: int, recipe: Recipe = Recipe(), **fields) -> dict:
-    return make_record(code, seed, (0, 0), 90.0, 89.0, curve_epochs=2, recipe=recipe, **fields)
+def record(code: str, seed: int, recipe: Recipe = Recipe(), **fields) -> dict:  # noqa: B008 (frozen, never mutated)
+    """A complete record with the code's true complexity (a mis-measured one is not done: the export rejects it)."""
+    counts = complexity(code)
+    return make_record(code, seed, (counts.params, counts.flops), 90.0, 89.0, curve_epochs=2, recipe=recipe, **fields)
 
 
 def test_missing_sweep_lists_exactly_the_missing_pairs(tmp_path, monkeypatch):
@@ -231,8 +235,8 @@ def test_launch_waits_and_forwards_ctrl_c(tmp_path):
     supervisor = textwrap.dedent(f"""
         import sys
         from nbm_lightning import sweep
-        agents = [sweep.Agent(g, k, (sys.executable, {str(tmp_path / "agent.py")!r}, {str(tmp_path)!r}, str(k)), (("CUDA_VISIBLE_DEVICES", g),))
-                  for g in ("0", "1") for k in range(2)]
+        argv = lambda k: (sys.executable, {str(tmp_path / "agent.py")!r}, {str(tmp_path)!r}, str(k))
+        agents = [sweep.Agent(g, k, argv(k), (("CUDA_VISIBLE_DEVICES", g),)) for g in ("0", "1") for k in range(2)]
         sys.exit(sweep.launch(agents, None))
     """)
     proc = subprocess.Popen([sys.executable, "-c", supervisor], stdout=subprocess.PIPE, text=True)

@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from .bench import METRICS, Benchmark, Comparison, compare, require, shared_rows
-from .records import atomic_write_bytes
+from ..atomic import atomic_write_bytes
+from ..errors import require
+from .compare import Comparison, compare, shared_rows
+from .table import METRICS, Benchmark
 
 DPI = 120  # resolution of every PNG
 

@@ -14,6 +14,9 @@ One JSON object, written by `python -m nbm_lightning.export --format extended`:
         "sources": ["results/", "wandb:ENTITY/PROJECT/SWEEP"],  # what was read, in order
         "versions": {"torch": ["2.4.1"], "git_commit": ["abc..."], ...},  # distinct values seen per key
         "devices": {"NVIDIA H100 80GB HBM3": 11907},  # device name -> runs trained on it
+        "numerics": [{"pipeline": "tensor", "channels_last": true, "compile": false, "sgd_impl": "fused",
+                      "device": "NVIDIA H100 80GB HBM3", "runs": 11907}],  # runs per combination of the
+                                                # settings that change only rounding or the augmentation stream
         "wandb_sweeps": ["abc123"],             # distinct W&B sweep ids of the runs used
         "counts": {"runs_read": .., "runs_used": .., "runs_rejected": .., "runs_superseded": ..,
                    "runs_missing": .., "runs_unused": .., "codes": .., "codes_incomplete": ..},
@@ -58,16 +61,19 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .config import SEEDS
-from .records import atomic_write_text
-from .search_space import is_canonical
+from ..atomic import atomic_write_text
+from ..config import SEEDS
+from ..record import RunRecord
+from ..search_space import is_canonical
 
 FORMAT = "nbm_lightning.extended"  # the "format" field
 VERSION = 1  # the "version" field; bump on any incompatible change
 CURVE_DTYPE = "<f4"  # numpy dtype of stored curve values (little-endian float32)
 CURVE_ENCODING = {"encoding": "base64", "dtype": CURVE_DTYPE}  # provenance["curves"]
 METRICS = {  # provenance["metrics"]: the definition of each stored accuracy
-    "test_acc_best": "max over epochs of the per-epoch test accuracy, percent (published semantics; selection on the test set)",
+    "test_acc_best": (
+        "max over epochs of the per-epoch test accuracy, percent (published semantics; selection on the test set)"
+    ),
     "test_acc_final": "test accuracy after the last epoch, percent (no selection on the test set)",
 }
 TOP_KEYS = ("format", "version", "created_at", "provenance", "archs")  # required top-level keys
@@ -89,22 +95,10 @@ RUN_KEYS = (
 
 
 class RunLike(Protocol):
-    """What `build` reads from a run (nbm_lightning.export.Run)."""
+    """What `build` reads from a run (nbm_lightning.export.sources.Run)."""
 
-    seed: int
-    params: int
-    flops: int
-    ptflops_macs: int | None
-    test_acc_best: float | None
-    test_acc_final: float | None
-    best_epoch: int | None
-    epochs_completed: int | None
-    train_time_s: float | None
-    run_name: str
-    wandb_id: str | None
-    wandb_url: str | None
-    finished_at: str | None
-    curves: Mapping[str, str] | None  # already encoded with encode_curve
+    record: RunRecord  # the run
+    curves: Mapping[str, str] | None  # its curves, already encoded with encode_curve
 
 
 def encode_curve(values: Sequence[float | None]) -> str:
@@ -133,25 +127,20 @@ def build(groups: Mapping[str, Sequence[RunLike]], provenance: Mapping[str, Any]
 
 def _arch(runs: Sequence[RunLike]) -> dict[str, Any]:
     """One architecture's entry."""
-    macs = next((r.ptflops_macs for r in runs if r.ptflops_macs is not None), None)
-    return {"params": runs[0].params, "flops": runs[0].flops, "ptflops_macs": macs, "runs": [_run(r) for r in runs]}
+    first = runs[0].record
+    macs = next((r.record.ptflops_macs for r in runs if r.record.ptflops_macs is not None), None)
+    return {"params": first.params, "flops": first.flops, "ptflops_macs": macs, "runs": [_run(r) for r in runs]}
 
 
 def _run(run: RunLike) -> dict[str, Any]:
     """One run's entry."""
+    r, wandb = run.record, run.record.wandb or {}
     return {
-        "seed": run.seed,
-        "test_acc_best": run.test_acc_best,
-        "test_acc_final": run.test_acc_final,
-        "best_epoch": run.best_epoch,
-        "epochs": run.epochs_completed,
-        "train_time_s": _finite(run.train_time_s),
-        "run_name": run.run_name,
-        "wandb_id": run.wandb_id,
-        "wandb_url": run.wandb_url,
-        "finished_at": run.finished_at,
-        "curves": None if run.curves is None else dict(run.curves),
-    }
+        "seed": r.seed, "test_acc_best": r.test_acc_best, "test_acc_final": r.test_acc_final,
+        "best_epoch": r.best_epoch, "epochs": r.epochs_completed, "train_time_s": _finite(r.train_time_s),
+        "run_name": r.run_name, "wandb_id": wandb.get("id"), "wandb_url": wandb.get("url"),
+        "finished_at": r.finished_at, "curves": None if run.curves is None else dict(run.curves),
+    }  # fmt: skip
 
 
 def _finite(value: float | None) -> float | None:

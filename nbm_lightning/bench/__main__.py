@@ -1,0 +1,163 @@
+"""`python -m nbm_lightning.bench {query,top,compare,plot}`: the benchmark from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..cli import ArgParser, arch_code, int_arg, run_main
+from ..errors import UserError
+from .compare import Comparison, compare
+from .table import ENV_BENCHMARK, GET_PUBLISHED, METRICS, Benchmark, Record, benchmark_path
+
+PROG = "python -m nbm_lightning.bench"
+
+
+def _jsonable(value: Any) -> Any:
+    """Dataclasses to dicts, tuples to lists, nan to None: plain, valid JSON."""
+    if dataclasses.is_dataclass(value):
+        return _jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _record_lines(code: str, rec: Record) -> list[str]:
+    """A record as `name value` lines."""
+    seeds = "  ".join(f"{a:.2f}" for a in rec.test_acc)
+    return [
+        f"code       {code}",
+        f"canonical  {rec.code}{'' if code == rec.code else '  (non-canonical input)'}",
+        f"test_acc   {seeds}  (%, seeds 0..{len(rec.test_acc) - 1})",
+        f"mean_acc   {rec.mean_acc:.2f} %",
+        f"std        {rec.std:.3f} pp (ddof=0)",
+        f"params     {rec.params:,}",
+        f"flops      {rec.flops:,} MACs",
+    ]
+
+
+def _table_lines(records: Sequence[Record]) -> list[str]:
+    """Records as a ranked table (accuracy in %, params in M, FLOPs in M MACs)."""
+    lines = [f"{'rank':>4}  {'code':<8}  {'mean_acc%':>9}  {'std':>5}  {'params_M':>8}  {'flops_M':>8}"]
+    for rank, rec in enumerate(records, 1):
+        lines.append(
+            f"{rank:>4}  {rec.code:<8}  {rec.mean_acc:>9.2f}  {rec.std:>5.2f}  "
+            f"{rec.params / 1e6:>8.3f}  {rec.flops / 1e6:>8.2f}"
+        )
+    return lines
+
+
+def _comparison_lines(c: Comparison) -> list[str]:
+    """A comparison as `name value` lines and a verdict against the seed noise."""
+    lines = [
+        f"a                  {c.a}",
+        f"b                  {c.b}",
+        f"shared archs       {c.n_shared}",
+        f"Kendall tau-b      {c.kendall_tau:.4f}",
+        f"Spearman rho       {c.spearman_rho:.4f}",
+        f"mean |diff|        {c.mean_abs_diff:.4f} pp",
+        f"max |diff|         {c.max_abs_diff:.4f} pp",
+    ]
+    lines += [f"{f'top-{k} overlap':<18} {v:.3f}" for k, v in c.top_k_overlap.items()]
+    lines.append(f"seed-to-seed tau   a {c.noise_tau_a:.4f}  b {c.noise_tau_b:.4f}  (noise ceiling)")
+    verdict = "a and b rank within seed noise" if c.within_noise else "a and b rank apart beyond seed noise"
+    return lines + [f"verdict            {verdict}"]
+
+
+def _emit(lines: list[str], payload: Any, as_json: bool) -> int:
+    """Print a table, or JSON with --json."""
+    print(json.dumps(_jsonable(payload), indent=1) if as_json else "\n".join(lines))
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace) -> int:
+    """`query CODE`: one record."""
+    rec = Benchmark.load(benchmark_path(args.file)).query(args.code)
+    return _emit(_record_lines(args.code, rec), {"query": args.code, **dataclasses.asdict(rec)}, args.json)
+
+
+def _cmd_top(args: argparse.Namespace) -> int:
+    """`top K [--by METRIC]`: a ranked table."""
+    records = Benchmark.load(benchmark_path(args.file)).top(args.k, by=args.by)
+    return _emit(_table_lines(records), records, args.json)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """`compare A B`: agreement of two files (and their scatter with --out)."""
+    a, b = Benchmark.load(args.a), Benchmark.load(args.b)
+    try:
+        result = compare(a, b, ks=args.k)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if args.out:
+        from .plots import plot_compare
+
+        print(_writing(args.out, lambda: plot_compare(a, b, args.out, result)), file=sys.stderr)
+    return _emit(_comparison_lines(result), result, args.json)
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    """`plot --out DIR`: histograms and accuracy vs FLOPs."""
+    bench = Benchmark.load(benchmark_path(args.file))
+    from .plots import plot_all
+
+    print("\n".join(map(str, _writing(args.out, lambda: plot_all(bench, args.out)))))
+    return 0
+
+
+def _writing(out: str, write: Callable[[], Any]) -> Any:
+    """Run a plot writer; an OSError becomes a one-line UserError naming the folder."""
+    try:
+        return write()
+    except OSError as err:
+        raise UserError(f"cannot write plots to {out!r}: {err.strerror or err}") from None
+
+
+def build_parser() -> ArgParser:
+    """The bench command line: query, top, compare, plot."""
+    parser = ArgParser(prog=PROG, description="Query and compare NAS-Bench-Macro results files.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{query,top,compare,plot}")
+    source = ArgParser(add_help=False)
+    source.add_argument("--file", help=f"benchmark JSON (default: ${ENV_BENCHMARK}; {GET_PUBLISHED})")
+    as_json = ArgParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    query = sub.add_parser("query", parents=[source, as_json], help="the record of one code (any form)")
+    query.add_argument("code", type=arch_code, help="8 digits over {0,1,2}, e.g. 10201201")
+    top = sub.add_parser("top", parents=[source, as_json], help="the best K architectures")
+    top.add_argument("k", type=int_arg("K", 1), metavar="K")
+    top.add_argument(
+        "--by", choices=list(METRICS), default="mean_acc", help="mean_acc: highest first; params, flops: smallest first"
+    )
+    comp = sub.add_parser("compare", parents=[as_json], help="agreement of two files")
+    comp.add_argument("a", metavar="A", help="first benchmark JSON")
+    comp.add_argument("b", metavar="B", help="second benchmark JSON")
+    comp.add_argument("--k", type=int_arg("K", 1), nargs="+", default=[10, 100], help="top-k overlaps to report")
+    comp.add_argument("--out", help="also write the scatter of mean accuracies (PNG) into this folder")
+    plot = sub.add_parser("plot", parents=[source], help="histograms and accuracy vs FLOPs (PNG)")
+    plot.add_argument("--out", required=True, help="folder for the PNG files")
+    return parser
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "query": _cmd_query,
+    "top": _cmd_top,
+    "compare": _cmd_compare,
+    "plot": _cmd_plot,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one bench subcommand."""
+    args = build_parser().parse_args(argv)
+    return _COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog=PROG))

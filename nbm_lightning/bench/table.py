@@ -1,0 +1,348 @@
+"""The benchmark table: one row per canonical architecture in read-only numpy columns, and its file formats.
+
+`Benchmark.load(path)` reads the published format or this project's extended export (auto-detected; the
+extended one by its primary metric, best or final); `query`, `archs`, `top`, `pareto`, `sample` and
+`to_frame` answer from numpy arrays. `benchmark_path` finds the file: an explicit path, else the one
+environment variable `NBM_BENCHMARK`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..checks import check_choice, check_int
+from ..errors import UserError, require
+from ..record import METRIC_FIELDS
+from ..search_space import all_codes, canonical, unique_codes
+
+ENV_BENCHMARK = "NBM_BENCHMARK"  # the one environment variable naming the benchmark file (every command reads it)
+PUBLISHED_NAME = "nas-bench-macro_cifar10.json"
+GET_PUBLISHED = f"get {PUBLISHED_NAME} from the xiusu/NAS-Bench-Macro GitHub repository"
+FIELDS = ("test_acc", "mean_acc", "std", "params", "flops")  # keys of one record in the published format
+EXTENDED_PREFIX = "nbm_lightning"  # the "format" value of this project's extended files starts with it
+
+
+class BenchmarkError(UserError):
+    """A benchmark file that cannot be read (one line, exit status 2 on the command line)."""
+
+
+class BenchmarkFormatError(BenchmarkError):
+    """A file that is not a benchmark of a supported format, or breaks its invariants."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-architecture column that `top`, `pareto` and the plots rank or draw."""
+
+    name: str  # column name, as in the published JSON
+    label: str  # axis or table label, with its display unit
+    scale: float  # raw value x scale = display value (params -> M, flops -> M MACs)
+    higher_is_better: bool  # True: `top` sorts descending and `pareto` maximises it
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("mean_acc", "mean test accuracy (%)", 1.0, True),
+        Metric("params", "params (M)", 1e-6, False),
+        Metric("flops", "FLOPs (M MACs)", 1e-6, False),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Record:
+    """The results of one canonical architecture."""
+
+    code: str  # canonical code (the key a non-canonical query resolves to)
+    test_acc: tuple[float, ...]  # test accuracy per seed (0, 1, 2...), percent
+    mean_acc: float  # mean of test_acc as stored in the file, percent
+    std: float  # population std (ddof=0) of test_acc as stored in the file, percentage points
+    params: int  # number of parameters
+    flops: int  # multiply-accumulates of conv and linear weights for one 3x32x32 image
+
+
+def benchmark_path(path: str | os.PathLike[str] | None = None) -> Path:
+    """The benchmark file: `path`, else $NBM_BENCHMARK; a UserError saying how to get the published file."""
+    chosen = path or os.environ.get(ENV_BENCHMARK)
+    if not chosen:
+        raise UserError(f"no benchmark file: pass a path (--file PATH) or set {ENV_BENCHMARK} ({GET_PUBLISHED})")
+    return Path(chosen)
+
+
+@cache
+def _canonical_map() -> dict[str, str]:
+    """Every one of the 6561 codes -> its canonical form (computed once)."""
+    return {code: canonical(code) for code in all_codes()}
+
+
+def _canonical_of(code: object) -> str:
+    """canonical(code), through the table for valid codes; search_space's error for anything else."""
+    canon = _canonical_map().get(code) if isinstance(code, str) else None
+    return canonical(code) if canon is None else canon
+
+
+def _readonly(values: Any, dtype: type) -> np.ndarray:
+    """A read-only numpy array."""
+    array = np.array(values, dtype=dtype)
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Benchmark:
+    """Results of canonical architectures, one row per code (sorted), in read-only numpy columns."""
+
+    codes: tuple[str, ...]  # canonical codes, sorted; row i of every column belongs to codes[i]
+    test_acc: np.ndarray  # (rows, seeds) float64, percent
+    mean_acc: np.ndarray  # (rows,) float64, percent
+    std: np.ndarray  # (rows,) float64, percentage points
+    params: np.ndarray  # (rows,) int64, parameters
+    flops: np.ndarray  # (rows,) int64, MACs for one 3x32x32 image
+    source: str = "<memory>"  # where the data came from (a path), for messages and tables
+    _rows: dict[str, int] = field(init=False, default_factory=dict)  # canonical code -> row
+
+    def __post_init__(self) -> None:
+        rows = {code: i for i, code in enumerate(self.codes)}
+        if list(rows) != sorted(rows) or len(rows) != len(self.codes):
+            raise ValueError("Benchmark codes must be distinct and sorted")
+        if any(
+            len(column) != len(rows) for column in (self.test_acc, self.mean_acc, self.std, self.params, self.flops)
+        ):
+            raise ValueError("Benchmark columns must have one row per code")
+        object.__setattr__(self, "_rows", rows)
+
+    def __repr__(self) -> str:
+        return f"Benchmark({len(self)} archs, {self.test_acc.shape[1]} seeds, source={self.source!r})"
+
+    @classmethod
+    def from_records(cls, records: Iterable[Record], source: str = "<memory>") -> Benchmark:
+        """Build a benchmark from records of distinct canonical codes (any order, equal seed counts)."""
+        rows = sorted(records, key=lambda r: r.code)
+        if not rows:
+            raise ValueError("Benchmark.from_records needs at least one record")
+        if any(_canonical_map().get(r.code) != r.code for r in rows):
+            raise ValueError("Benchmark.from_records takes canonical codes only")
+        if len({len(r.test_acc) for r in rows}) > 1:
+            raise ValueError("Benchmark.from_records: every record needs the same number of seeds")
+        return cls(
+            codes=tuple(r.code for r in rows),
+            test_acc=_readonly([r.test_acc for r in rows], np.float64).reshape(len(rows), -1),
+            mean_acc=_readonly([r.mean_acc for r in rows], np.float64),
+            std=_readonly([r.std for r in rows], np.float64),
+            params=_readonly([r.params for r in rows], np.int64),
+            flops=_readonly([r.flops for r in rows], np.int64),
+            source=source,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Benchmark:
+        """Read a benchmark file, detecting its format; BenchmarkError (one line) for anything else."""
+        data, source = _read_json(path), str(path)
+        return _LOADERS[detect_format(data, source)](data, source)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __contains__(self, code: object) -> bool:
+        """True if `code` is a valid code whose canonical form is in this benchmark."""
+        return isinstance(code, str) and _canonical_map().get(code) in self._rows
+
+    def row(self, code: object) -> int:
+        """Row index of a code's canonical form; TypeError/ValueError for a bad code, KeyError if absent."""
+        canon = _canonical_of(code)
+        if canon not in self._rows:
+            raise KeyError(f"arch {canon!r} (canonical of {code!r}) is not in {self.source}")
+        return self._rows[canon]
+
+    def record(self, row: int) -> Record:
+        """The record stored in one row."""
+        return Record(
+            code=self.codes[row],
+            test_acc=tuple(self.test_acc[row].tolist()),
+            mean_acc=float(self.mean_acc[row]),
+            std=float(self.std[row]),
+            params=int(self.params[row]),
+            flops=int(self.flops[row]),
+        )
+
+    def query(self, code: object) -> Record:
+        """The record of any valid code, resolved to its canonical form (all seeds, no random choice)."""
+        return self.record(self.row(code))
+
+    def archs(self) -> tuple[str, ...]:
+        """The canonical codes in this benchmark, sorted (3969 for a complete file)."""
+        return self.codes
+
+    def column(self, name: str) -> np.ndarray:
+        """The read-only array of one metric (a name in METRICS), one value per row."""
+        return getattr(self, _metric(name))
+
+    def top(self, k: int, by: str = "mean_acc") -> list[Record]:
+        """The k best records by a metric: accuracy descending, params/flops ascending; ties by code."""
+        order = ranked(self.column(by), METRICS[by].higher_is_better)
+        return [self.record(int(i)) for i in order[: check_int("k", k, 1)]]
+
+    def pareto(self, x: str = "flops", y: str = "mean_acc") -> list[Record]:
+        """The non-dominated records (minimise x, maximise y), sorted by x, then by code."""
+        if METRICS[_metric(x)].higher_is_better or not METRICS[_metric(y)].higher_is_better:
+            raise ValueError(f"pareto needs a cost x (params, flops) and an accuracy y (mean_acc), got {x!r}, {y!r}")
+        return [self.record(int(i)) for i in pareto_rows(self.column(x), self.column(y))]
+
+    def sample(self, n: int, seed: int = 0) -> list[str]:
+        """n distinct canonical codes drawn uniformly without replacement; the same for the same seed."""
+        n = check_int("n", n, 0)
+        if n > len(self):
+            raise ValueError(f"cannot sample {n} distinct archs from {len(self)}")
+        picks = np.random.default_rng(seed).choice(len(self), size=n, replace=False)
+        return [self.codes[int(i)] for i in picks]
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame indexed by canonical code: test_acc_<seed>, mean_acc, std, params, flops."""
+        pd = require("pandas", "pandas", "Benchmark.to_frame()")
+        columns = {f"test_acc_{s}": self.test_acc[:, s] for s in range(self.test_acc.shape[1])}
+        columns.update(mean_acc=self.mean_acc, std=self.std, params=self.params, flops=self.flops)
+        return pd.DataFrame(columns, index=pd.Index(self.codes, name="code"))
+
+
+def _metric(name: str) -> str:
+    """`name` if it is a known metric (InvalidValue listing them otherwise)."""
+    return check_choice("metric", name, tuple(METRICS))
+
+
+def ranked(values: np.ndarray, descending: bool) -> np.ndarray:
+    """Row indices best first; rows are in code order, so a stable sort breaks ties by code."""
+    return np.argsort(-values if descending else values, kind="stable")
+
+
+def pareto_rows(cost: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Rows not dominated (lower cost and higher gain, one strictly), sorted by cost, then row."""
+    order = np.lexsort((np.arange(len(cost)), -gain, cost))  # cost ascending, gain descending, row
+    keep, best_gain, best_cost = [], -math.inf, None
+    for i, c, g in zip(order.tolist(), cost[order].tolist(), gain[order].tolist()):
+        if g > best_gain or (g == best_gain and c == best_cost):
+            keep.append(i)  # equal (cost, gain) points do not dominate each other: all are kept
+            best_gain, best_cost = g, c
+    return np.array(keep, dtype=np.int64)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _read_json(path: str | os.PathLike[str]) -> Any:
+    """Parse a JSON file; BenchmarkError (missing/unreadable) or BenchmarkFormatError (not JSON)."""
+    try:
+        text = Path(path).read_bytes()
+    except OSError as err:
+        raise BenchmarkError(f"cannot read benchmark file {str(path)!r}: {err.strerror or err}") from None
+    try:
+        return json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BenchmarkFormatError(f"benchmark file {str(path)!r} is not JSON: {err}") from None
+
+
+def detect_format(data: Any, source: str) -> str:
+    """The format of parsed JSON: "extended" (this project's) or "published"; else BenchmarkFormatError."""
+    if not isinstance(data, dict):
+        raise BenchmarkFormatError(
+            f"{source!r} is not a NAS-Bench-Macro benchmark: top level is a JSON {type(data).__name__}, "
+            "expected an object"
+        )
+    if isinstance(data.get("format"), str) and data["format"].startswith(EXTENDED_PREFIX):
+        return "extended"
+    return "published"
+
+
+def _load_extended(data: dict[str, Any], source: str) -> Benchmark:
+    """This project's extended export: per-seed accuracies of the file's primary metric (best or final)."""
+    from ..export import extended
+
+    try:
+        extended.validate(data, source)
+    except ValueError as err:
+        raise BenchmarkFormatError(str(err)) from None
+    metric = data["provenance"]["metric"]
+    key = METRIC_FIELDS[metric]
+    records = [_extended_record(code, arch, key, source) for code, arch in data["archs"].items()]
+    if not records:
+        raise BenchmarkFormatError(f"{source!r} holds no architectures")
+    return Benchmark.from_records(records, source)
+
+
+def _extended_record(code: str, arch: dict[str, Any], key: str, source: str) -> Record:
+    """One architecture of an extended file as a Record."""
+    acc = [run[key] for run in arch["runs"]]
+    if any(a is None for a in acc):
+        raise BenchmarkFormatError(f"{source!r}: {code} lacks {key} for some seed")
+    values = np.asarray(acc, dtype=np.float64)
+    return Record(code, tuple(acc), float(values.mean()), float(values.std()), int(arch["params"]), int(arch["flops"]))
+
+
+def _load_published(data: dict[str, Any], source: str) -> Benchmark:
+    """The published format: all 6561 codes -> record, each key holding its canonical code's record."""
+    keys, expected = set(data), set(all_codes())
+    if keys - expected:
+        bad = sorted(keys - expected, key=str)[0]
+        raise BenchmarkFormatError(f"{source!r} is not a NAS-Bench-Macro benchmark: unexpected key {bad!r}")
+    if expected - keys:
+        missing = sorted(expected - keys)
+        raise BenchmarkFormatError(
+            f"{source!r}: {len(missing)} of {len(expected)} arch codes missing, e.g. {missing[0]!r}"
+        )
+    records = [_parse_record(data[code], code, source) for code in unique_codes()]
+    if len({len(r.test_acc) for r in records}) > 1:
+        raise BenchmarkFormatError(f"{source!r}: records have different numbers of seeds in test_acc")
+    for code, canon in _canonical_map().items():
+        if data[code] != data[canon]:
+            raise BenchmarkFormatError(
+                f"{source!r} breaks the published invariant: key {code!r} differs from its canonical code {canon!r}"
+            )
+    return Benchmark.from_records(records, source)
+
+
+# format name -> loader; a new format is one function here plus its detection in detect_format
+_LOADERS: dict[str, Callable[[dict[str, Any], str], Benchmark]] = {
+    "published": _load_published,
+    "extended": _load_extended,
+}
+
+
+def _number(value: Any, integer: bool = False) -> bool:
+    """True for a finite JSON number (an int when `integer`), never a bool."""
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        return False
+    return integer or math.isfinite(value)
+
+
+def _parse_record(value: Any, code: str, source: str) -> Record:
+    """One published record, type-checked; BenchmarkFormatError naming the code and the field."""
+
+    def bad(why: str) -> BenchmarkFormatError:
+        return BenchmarkFormatError(f"{source!r}: record {code!r} {why}")
+
+    if not isinstance(value, dict) or set(value) != set(FIELDS):
+        keys = sorted(value) if isinstance(value, dict) else type(value).__name__
+        raise bad(f"has {keys}, expected an object with keys {list(FIELDS)}")
+    acc = value["test_acc"]
+    if not isinstance(acc, list) or not acc or not all(_number(a) for a in acc):
+        raise bad(f"has test_acc {acc!r}, expected a non-empty list of finite numbers")
+    for name, integer in (("mean_acc", False), ("std", False), ("params", True), ("flops", True)):
+        if not _number(value[name], integer) or value[name] < 0:
+            raise bad(f"has {name} {value[name]!r}, expected a non-negative {'int' if integer else 'number'}")
+    return Record(
+        code,
+        tuple(float(a) for a in acc),
+        float(value["mean_acc"]),
+        float(value["std"]),
+        value["params"],
+        value["flops"],
+    )

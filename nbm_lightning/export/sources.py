@@ -1,0 +1,216 @@
+"""Where an export reads runs: folders of run records, and W&B projects or sweeps (config and summary).
+
+Every source yields `Run`s: a `RunRecord` (the one owner of the record schema; a W&B run is turned into one)
+with the source it came from and, for the extended format, its curves already encoded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from ..config import Execution, Recipe, field_names
+from ..errors import UserError
+from ..record import RecordError, RunRecord
+from . import extended
+
+WANDB_SPEC = re.compile(r"^wandb:([^/\s]+)/([^/\s]+)(?:/([^/\s]+))?$")  # wandb:ENTITY/PROJECT[/SWEEP_ID]
+WANDB_PAGE = 1000  # runs per page of the W&B query
+WANDB_TIMEOUT_S = 120  # per W&B API request
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run as an export sees it."""
+
+    source: str  # where it was read: a file path or a W&B run path
+    record: RunRecord  # the run (its curves dropped: they are in `curves`)
+    curves: dict[str, str] | None = None  # per-epoch series, extended.encode_curve'd (None: not kept, or W&B)
+
+    @property
+    def pair(self) -> tuple[str, int]:
+        """(canonical, seed)."""
+        return self.record.pair
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A run left out of the export, and why."""
+
+    source: str  # where it was read
+    run_name: str  # its name
+    rule: str  # which rule: "foreign", one of record.RULES, "seed" or "duplicate"
+    reason: str  # one line
+
+
+@dataclass(frozen=True)
+class Source:
+    """One --from argument."""
+
+    spec: str  # as given
+    folder: Path | None  # a record folder, or None for W&B
+    wandb_path: str | None  # ENTITY/PROJECT
+    sweep_id: str | None  # optional sweep filter
+
+
+def parse_source(spec: str) -> Source:
+    """A --from value: 'wandb:ENTITY/PROJECT[/SWEEP_ID]' or an existing folder (UserError otherwise)."""
+    if spec.startswith("wandb:"):
+        match = WANDB_SPEC.match(spec)
+        if not match:
+            raise UserError(f"bad --from {spec!r}: expected wandb:ENTITY/PROJECT or wandb:ENTITY/PROJECT/SWEEP_ID")
+        return Source(spec, None, f"{match[1]}/{match[2]}", match[3])
+    if not Path(spec).is_dir():
+        raise UserError(f"bad --from {spec!r}: no such folder (or use wandb:ENTITY/PROJECT[/SWEEP_ID])")
+    return Source(spec, Path(spec), None, None)
+
+
+def read_sources(sources: Sequence[Source], keep_curves: bool) -> tuple[list[Run], list[Rejected]]:
+    """All runs of all sources in order, and the W&B runs that are not runs of this project."""
+    runs: list[Run] = []
+    rejected: list[Rejected] = []
+    for source in sources:
+        if source.folder is not None:
+            runs += read_folder(source.folder, keep_curves)
+        else:
+            got, bad = read_wandb(source.wandb_path, source.sweep_id)
+            runs, rejected = runs + got, rejected + bad
+    return runs, rejected
+
+
+def read_folder(folder: Path, keep_curves: bool = True) -> list[Run]:
+    """The runs of every *.json file of a folder; UserError naming a corrupt or foreign file."""
+    try:
+        return [from_record(RunRecord.read(path), str(path), keep_curves) for path in sorted(folder.glob("*.json"))]
+    except ValueError as err:  # RecordError, or curves that are not numbers
+        raise UserError(str(err)) from None
+
+
+def from_record(record: RunRecord, source: str, keep_curves: bool = True) -> Run:
+    """A Run of a record: curves encoded once, at read time (small to hold), or dropped."""
+    if not keep_curves or record.curves is None:
+        return Run(source, record.without_curves())
+    try:
+        curves = {str(name): extended.encode_curve(values) for name, values in record.curves.items()}
+    except (TypeError, ValueError) as err:
+        raise RecordError(f"malformed run record {source!r}: field 'curves' bad ({err})") from None
+    return Run(source, record.without_curves(), curves)
+
+
+def read_wandb(path: str, sweep_id: str | None) -> tuple[list[Run], list[Rejected]]:
+    """Finished runs of a W&B project (or one sweep of it), from their config and summary."""
+    import wandb
+
+    filters: dict[str, Any] = {"state": "finished"}
+    if sweep_id:
+        filters = {"$and": [filters, {"sweep": sweep_id}]}
+    try:
+        api = wandb.Api(timeout=WANDB_TIMEOUT_S)
+        fetched = list(api.runs(path, filters=filters, per_page=WANDB_PAGE, **_eager(api.runs)))
+    except Exception as err:  # noqa: BLE001 (network, auth, unknown project: one line, not a traceback)
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise UserError(f"W&B query of {path!r} failed: {type(err).__name__}: {first}") from None
+    runs, rejected = [], []
+    for run in fetched:
+        try:
+            runs.append(Run(f"wandb:{path}/{run.id}", record_from_wandb(run)))
+        except ValueError as err:
+            reason = f"not an nbm_lightning run: {err}"
+            rejected.append(Rejected(f"wandb:{path}/{run.id}", str(run.name), "foreign", reason))
+    return runs, rejected
+
+
+def _eager(runs_method: Any) -> dict[str, Any]:
+    """`lazy=False` where the API has it: config and summary come with the pages, not one request per run."""
+    return {"lazy": False} if "lazy" in inspect.signature(runs_method).parameters else {}
+
+
+def record_from_wandb(run: Any) -> RunRecord:
+    """A W&B run (its config and summary) as a RunRecord; ValueError where it is not a run of this project.
+
+    The recipe hash is recomputed from the recipe fields of the config (runs logged before `tf32` joined the
+    recipe carry an older hash). No curves (the summary has none), versions or timestamps but the end.
+    """
+    config, summary = dict(run.config), run.summary
+    recipe = _recipe(config)
+    both = {**{k: config[k] for k in ("params", "flops", "ptflops_macs") if k in config}, **_get(summary, _COUNTS)}
+    data = {
+        "schema": "nbm_lightning.run_record", "canonical": config.get("canonical"), "seed": config.get("seed"),
+        "arch": config.get("arch"), "recipe": recipe, "recipe_hash": Recipe(**recipe).hash(),
+        **_status(summary), **_get(summary, _SUMMARY), **both,
+        "train_time_s": _finite(summary.get("_runtime")), "execution": _execution(config),
+        "device": {"name": config["device_name"]} if "device_name" in config else None,
+        "wandb": {"id": run.id, "url": getattr(run, "url", None), "sweep_id": _sweep_id(run)},
+        "finished_at": _wandb_finished(run.created_at, summary.get("_runtime")), "schema_version": 2,
+    }  # fmt: skip
+    return RunRecord.from_dict(data, f"W&B run {run.id}")
+
+
+_SUMMARY = ("epochs_completed", "test_acc_final", "test_acc_best", "best_epoch", "error")
+_COUNTS = ("params", "flops", "ptflops_macs")
+
+
+def _status(summary: Any) -> dict[str, Any]:
+    """The run's status from its summary (a run that never wrote one counts as failed)."""
+    if "status" in summary:
+        return {"status": summary.get("status")}
+    return {"status": "failed", "error": "no status in the W&B summary"}
+
+
+def _get(summary: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """The keys of a W&B summary that it has."""
+    return {k: summary.get(k) for k in keys if k in summary}
+
+
+def _recipe(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The Recipe fields of a W&B config (ValueError naming a missing or bad one)."""
+    missing = [name for name in field_names(Recipe) if name not in config]
+    if missing:
+        raise ValueError(f"missing config field(s) {missing}")
+    values = {name: config[name] for name in field_names(Recipe)}
+    Recipe(**values)  # ValueError/TypeError where a value is not valid
+    return values
+
+
+def _execution(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The Execution fields that a W&B config holds."""
+    return {f.name: config[f.name] for f in fields(Execution) if f.name in config}
+
+
+def _finite(value: Any) -> float | None:
+    """A finite number, else None."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def _sweep_id(run: Any) -> str | None:
+    """The run's sweep id without a request per run (`sweep_name` is in the page; `.sweep` may load)."""
+    if hasattr(run, "sweep_name"):
+        return run.sweep_name
+    return getattr(run.sweep, "id", None) if getattr(run, "sweep", None) is not None else None
+
+
+def _wandb_finished(created_at: Any, runtime: Any) -> str | None:
+    """ISO end time of a W&B run: created_at plus its runtime."""
+    start = parse_time(created_at)
+    if start is None:
+        return None
+    seconds = _finite(runtime) or 0
+    return (start + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
+
+
+def parse_time(text: Any) -> dt.datetime | None:
+    """An ISO time as an aware UTC datetime (naive means UTC; 'Z' accepted); None where unparsable."""
+    if not isinstance(text, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)

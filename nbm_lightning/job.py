@@ -1,0 +1,108 @@
+"""A training job: one (code, seed) under one recipe, resolved from defaults, a YAML config and overrides.
+
+This module sits below both the command line (`fit`, `sweep`) and the trainer (`train`): it owns the job's
+resolution, the numbering of the benchmark grid (`--index N`) and the question "is this job done?".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .checks import check_int
+from .config import SEED_MAX, SEEDS, Execution, Recipe, build_configs, field_names, load_yaml
+from .errors import UserError
+from .record import COMPLETE, RecordError, RunRecord, record_path, run_name
+from .search_space import canonical, unique_codes, validate
+
+GRID_SIZE = len(SEEDS) * len(unique_codes())  # 11,907 (canonical code, seed) pairs
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training run, fully resolved."""
+
+    arch: str  # the code as given (validated); its layout is what trains
+    seed: int  # the run's seed (all generators)
+    recipe: Recipe  # hashed training recipe
+    execution: Execution  # how to run it
+    force: bool = False  # retrain even where a complete record exists
+
+    def __post_init__(self) -> None:
+        validate(self.arch)
+        check_int("seed", self.seed, 0, SEED_MAX)
+
+    @property
+    def canonical(self) -> str:
+        """The canonical form of the code: the key of the record."""
+        return canonical(self.arch)
+
+    @property
+    def name(self) -> str:
+        """`<canonical>-s<seed>`."""
+        return run_name(self.canonical, self.seed)
+
+    @property
+    def record_path(self) -> Path:
+        """Where the run record is written."""
+        return record_path(self.execution.results_dir, self.canonical, self.seed)
+
+    @property
+    def ckpt_dir(self) -> Path:
+        """The checkpoint folder of this (canonical, seed, recipe)."""
+        return Path(self.execution.ckpt_dir) / f"{self.name}-{self.recipe.hash()}"
+
+
+def index_to_pair(index: int) -> tuple[str, int]:
+    """Grid pair N -> (canonical code, seed), with N = len(SEEDS) * position in unique_codes() + seed."""
+    check_int("index", index, 0, GRID_SIZE - 1)
+    return unique_codes()[index // len(SEEDS)], SEEDS[index % len(SEEDS)]
+
+
+def select_pair(arch: str | None, seed: int | None, index: int | None) -> tuple[str, int]:
+    """(arch, seed) from an arch and optional seed (default 0), or from a grid index; ValueError otherwise."""
+    if index is not None:
+        if arch is not None or seed is not None:
+            raise ValueError("--index selects both code and seed: do not combine it with --arch or --seed")
+        return index_to_pair(index)
+    if arch is None:
+        raise ValueError("one of --arch CODE or --index N is required")
+    return arch, check_int("seed", 0 if seed is None else seed, 0, SEED_MAX)
+
+
+def resolve_job(
+    overrides: dict[str, Any],
+    arch: str | None = None,
+    seed: int | None = None,
+    index: int | None = None,
+    config: str | None = None,
+    force: bool = False,
+) -> Job:
+    """Defaults, then the YAML `config`, then `overrides` (recipe and execution fields) -> a validated Job."""
+    arch, seed = select_pair(arch, seed, index)
+    values: dict[str, Any] = load_yaml(config) if config else {}
+    values.update({k: v for k, v in overrides.items() if k in field_names(Recipe) + field_names(Execution)})
+    recipe, execution = build_configs(values)
+    return Job(arch=arch, seed=seed, recipe=recipe, execution=execution, force=force)
+
+
+def done_record(job: Job) -> RunRecord | None:
+    """The record that makes this job done (complete for its recipe), else None.
+
+    A record that is unreadable, failed, or not sound (what the exporter would reject) is trained over.
+    A complete record of another recipe at the same path is a UserError: results of two recipes would mix.
+    """
+    path = job.record_path
+    if job.force or not path.exists():
+        return None
+    try:
+        record = RunRecord.read(path)
+    except RecordError:
+        return None  # a corrupt or foreign file is retrained over (atomically), never trusted
+    if record.status == COMPLETE and record.recipe_hash != job.recipe.hash():
+        raise UserError(
+            f"{path} holds a complete run of another recipe (hash {record.recipe_hash}, this one "
+            f"{job.recipe.hash()}): use another --results-dir, or --force to overwrite"
+        )
+    return record if record.is_complete_for(job.recipe.hash()) else None

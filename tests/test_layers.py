@@ -1,0 +1,108 @@
+"""The package's layering: its import graph (every import statement, those inside functions too) has no cycle,
+and no library module imports a command-line module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "nbm_lightning"
+CLI_PLUMBING = {f"{PACKAGE}.cli"}  # argument parsing and exit codes: command-line code without a __main__ guard
+
+
+def module_name(path: Path, root: Path) -> str:
+    """The dotted name of a source file under `root` (a package's __init__.py is the package)."""
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _absolute(node: ast.ImportFrom, module: str, is_package: bool) -> str:
+    """The absolute module a `from X import ...` statement reads from."""
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imported(path: Path, module: str, modules: set[str]) -> set[str]:
+    """The package's modules that one file imports, anywhere in it (functions included)."""
+    tree, found = ast.parse(path.read_text()), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            source = _absolute(node, module, path.name == "__init__.py")
+            found |= {f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names}
+    return {name for name in found if name in modules and name != module}
+
+
+def import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the modules of the package it imports."""
+    files = {module_name(path, root): path for path in (root / PACKAGE).rglob("*.py")}
+    return {name: imported(path, name, set(files)) for name, path in files.items()}
+
+
+def cli_modules(root: Path) -> set[str]:
+    """Command-line modules: `__main__` modules, modules with a `__main__` guard, and the CLI plumbing."""
+    names = set(CLI_PLUMBING)
+    for path in (root / PACKAGE).rglob("*.py"):
+        if path.name == "__main__.py" or 'if __name__ == "__main__"' in path.read_text():
+            names.add(module_name(path, root))
+    return names
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first repeated at the end), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt, path + [nxt])):
+                return cycle
+        state[node] = 2
+        return None
+
+    return next((c for n in sorted(graph) if n not in state and (c := visit(n, [n]))), None)
+
+
+def layer_violations(root: Path) -> list[str]:
+    """'library -> cli' for every library module that imports a command-line module."""
+    graph, cli = import_graph(root), cli_modules(root)
+    return sorted(f"{lib} -> {dep}" for lib, deps in graph.items() if lib not in cli for dep in deps & cli)
+
+
+def test_the_graph_sees_imports_inside_functions(tmp_path):
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from . import b\n")
+    (pkg / "b.py").write_text("from .a import f\n")
+    (pkg / "c.py").write_text("import sys\nfrom .cli import x\n")
+    (pkg / "cli.py").write_text("")
+    (pkg / "tool.py").write_text('from .a import f\nif __name__ == "__main__":\n    f()\n')
+    graph = import_graph(tmp_path)
+    assert graph[f"{PACKAGE}.a"] == {f"{PACKAGE}.b"} and graph[f"{PACKAGE}.b"] == {f"{PACKAGE}.a"}
+    assert find_cycle(graph) in ([f"{PACKAGE}.a", f"{PACKAGE}.b", f"{PACKAGE}.a"],)
+    assert cli_modules(tmp_path) == {f"{PACKAGE}.cli", f"{PACKAGE}.tool"}
+    assert layer_violations(tmp_path) == [f"{PACKAGE}.c -> {PACKAGE}.cli"]
+
+
+def test_no_import_cycles():
+    graph = import_graph(ROOT)
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+    assert len(graph) > 20 and f"{PACKAGE}.fit" in graph
+
+
+def test_no_library_module_imports_a_command_line_module():
+    assert layer_violations(ROOT) == []
+    assert {f"{PACKAGE}.fit", f"{PACKAGE}.sweep", f"{PACKAGE}.arch", f"{PACKAGE}.cli"} <= cli_modules(ROOT)
+
+
+def test_error_types_and_checks_import_nothing_of_ours():
+    graph = import_graph(ROOT)
+    assert graph[f"{PACKAGE}.errors"] == set() and graph[f"{PACKAGE}.checks"] == set()
