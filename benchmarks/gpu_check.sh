@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU figures of BENCHMARKS.md in one go (about 9 minutes on one H100 / H200), from the repository root:
+# The GPU figures of BENCHMARKS.md in one go (under 10 minutes on one H100 / H200), from the repository root:
 #
-#     bash benchmarks/gpu_check.sh
+#     bash benchmarks/gpu_prepare.sh      # here, once: the wheels the GPU machine lacks (.whl/, git-ignored)
+#     bash benchmarks/gpu_check.sh        # there, with .whl carried along
 #
 # 1. makes `nbm_lightning` importable (PYTHONPATH=.; pip install -e . quietly where its dependencies are missing)
 #    and records the machine;
@@ -9,9 +10,14 @@
 # 3. python -m benchmarks.run --device cuda --size full: every speed figure (a few hundred steps per architecture,
 #    projected to 50 epochs), optional parts skipped once BUDGET_S seconds have passed, the JSON rewritten after
 #    every section, so a run cut short still leaves its figures;
-# 4. the tables as Markdown (tables.md), also from a partial JSON.
+# 4. python -m benchmarks.worker_gpu: runs per hour of K = 1, 2, 4 workers against K command-line agents on one
+#    GPU, and the GPU memory a worker holds between runs (the resident dataset only);
+# 5. python -m benchmarks.fusion_probe: 1 model, 3 models one after another, 3 models fused (HFTA);
+# 6. the tables as Markdown (tables.md), also from a partial JSON.
 # Everything goes to $OUT if set, else ./bench_out. Exit status: 0 when every step passed.
-# A CPU dry run of the same logic: DEVICE=cpu SIZE=tiny FASTPATH_ARGS="--arch 12000000 --batch-size 8 --steps 3" bash benchmarks/gpu_check.sh
+# A CPU dry run of the same logic: DEVICE=cpu SIZE=tiny FASTPATH_ARGS="--arch 12000000 --batch-size 8 --steps 3" \
+#   WORKER_ARGS="--train-limit 256 --runs 1 --workers 1,2" FUSION_ARGS="--batch 8 --steps 2 --warmup 1" \
+#   bash benchmarks/gpu_check.sh
 set -uo pipefail
 
 OUT="${OUT:-./bench_out}"
@@ -19,9 +25,14 @@ DEVICE="${DEVICE:-cuda}"
 SIZE="${SIZE:-full}"
 DATA_DIR="${DATA_DIR:-./data}"            # real CIFAR-10 when it is there, else synthetic data of the real size
 FASTPATH_ARGS="${FASTPATH_ARGS:-}"        # extra arguments of fastpath_check (default: 12012012, batch 256, 5 steps)
-FASTPATH_TIMEOUT="${FASTPATH_TIMEOUT:-140}"
-RUN_TIMEOUT="${RUN_TIMEOUT:-400}"
-BUDGET_S="${BUDGET_S:-270}"               # no optional measurement (bf16, concurrency, compile) starts after this
+WORKER_ARGS="${WORKER_ARGS:-}"            # extra arguments of worker_gpu (default: K = 1,2,4, 2 runs each)
+FUSION_ARGS="${FUSION_ARGS:-}"            # extra arguments of fusion_probe (default: 12012012, batch 256)
+FASTPATH_TIMEOUT="${FASTPATH_TIMEOUT:-100}"
+RUN_TIMEOUT="${RUN_TIMEOUT:-240}"
+BUDGET_S="${BUDGET_S:-150}"               # no optional measurement (bf16, concurrency, compile) starts after this
+WORKER_TIMEOUT="${WORKER_TIMEOUT:-120}"   # benchmarks.worker_gpu (its own budget: WORKER_BUDGET_S)
+WORKER_BUDGET_S="${WORKER_BUDGET_S:-80}"
+FUSION_TIMEOUT="${FUSION_TIMEOUT:-100}"
 PYTHON="${PYTHON:-python}"
 mkdir -p "$OUT"
 status=0
@@ -29,6 +40,10 @@ status=0
 step() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
 
 step "environment"
+if ls .whl/*.whl >/dev/null 2>&1; then           # wheels carried from benchmarks/gpu_prepare.sh (no network there)
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/nbm_site .whl/*.whl \
+        && export PYTHONPATH="/tmp/nbm_site${PYTHONPATH:+:$PYTHONPATH}"
+fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # the source tree serves where the package is not installed
 IMPORTS="import torch, torchvision, pytorch_lightning, torchmetrics, nbm_lightning.module, nbm_lightning.data"
 if ! "$PYTHON" -c "$IMPORTS" 2>/dev/null; then    # dependencies missing: install (needs the package index)
@@ -56,6 +71,18 @@ timeout "$RUN_TIMEOUT" "$PYTHON" -m benchmarks.run --device "$DEVICE" --size "$S
     --budget-s "$BUDGET_S" --out "$OUT/bench_${DEVICE}_${SIZE}.json" 2>&1 | tee "$OUT/bench_${DEVICE}_${SIZE}.log"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || { echo "benchmarks.run: exit status $rc (124: timed out after ${RUN_TIMEOUT}s; the JSON holds the sections done)"; status=1; }
+
+step "worker_gpu --device $DEVICE"
+timeout "$WORKER_TIMEOUT" "$PYTHON" -m benchmarks.worker_gpu --device "$DEVICE" --data-dir "$DATA_DIR" \
+    --budget-s "$WORKER_BUDGET_S" $WORKER_ARGS --json "$OUT/worker_gpu.json" 2>&1 | tee "$OUT/worker_gpu.log"
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] || { echo "worker_gpu: exit status $rc (124: timed out after ${WORKER_TIMEOUT}s; the JSON holds the sections done)"; status=1; }
+
+step "fusion_probe --device $DEVICE"
+timeout "$FUSION_TIMEOUT" "$PYTHON" -m benchmarks.fusion_probe --device "$DEVICE" $FUSION_ARGS \
+    --json "$OUT/fusion_probe.json" 2>&1 | tee "$OUT/fusion_probe.log"
+rc=${PIPESTATUS[0]}
+[ "$rc" -eq 0 ] || { echo "fusion_probe: exit status $rc (124: timed out after ${FUSION_TIMEOUT}s)"; status=1; }
 
 step "tables"
 if [ -s "$OUT/bench_${DEVICE}_${SIZE}.json" ]; then

@@ -1,11 +1,14 @@
-"""`python -m nbm_lightning.arch CODE`: the canonical code, a per-layer table and the complexity counts."""
+"""`python -m nbm_lightning.arch CODE [--plot arch.png]`: the canonical code, a per-layer table and the complexity
+counts; `--plot` draws the network (nbm_lightning.archplot; extra [plots]) into a PNG."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from .cli import ArgParser, arch_code
+from .cli import ArgParser, arch_code, run_main
+from .errors import UserError
 from .search_space import ArchSpec, parse
 
 PROG = "python -m nbm_lightning.arch"
@@ -29,7 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print a code's canonical form, layers, params, FLOPs and ptflops MACs."""
     parser = ArgParser(prog=PROG, description=__doc__)
     parser.add_argument("code", type=arch_code, help="8 digits over {0,1,2}, e.g. 12012012")
+    parser.add_argument("--plot", metavar="PATH", default=None, help="also draw the network into this PNG file")
     args = parser.parse_args(argv)
+    if args.plot is not None and (not args.plot or Path(args.plot).is_dir()):
+        raise UserError(f"invalid --plot {args.plot!r}: expected a PNG file path, e.g. arch.png")
     from .complexity import complexity  # torch loads only once the input is known to be good
 
     spec = parse(args.code)
@@ -40,8 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"params      {counts.params:,}")
     print(f"flops       {counts.flops:,}  (conv+linear weight MACs, one 3x32x32 image)")
     print(f"ptflops     {counts.ptflops_macs:,}  (ptflops backend=aten MACs)")
+    if args.plot is not None:
+        from .archplot import save_png
+
+        print(f"wrote {save_png(spec.code, args.plot, counts.params, counts.flops)}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main, prog=PROG))

@@ -5,19 +5,24 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 
+from . import runkeys
+from .atomic import atomic_write_text
 from .complexity import count_flops, count_params, ptflops_macs
 from .config import Execution, Recipe
+from .errors import MissingDependency
 from .module import MacroNetModule
 from .provenance import device_info, library_versions
 from .record import COMPLETE, FAILED, RunRecord
 
-SUMMARY_KEYS = ("status", "test_acc_final", "test_acc_best", "best_epoch", "epochs_completed", "finished_at")
+ARCH_CACHE = "architectures"  # folder under the checkpoint root where each code's picture is drawn once
 
 
 def now_iso() -> str:
@@ -26,7 +31,7 @@ def now_iso() -> str:
 
 
 class RunRecorder(pl.Callback):
-    """Logs the architecture's identity and complexity at fit start; writes the run record at the end."""
+    """At fit start: logs the measured complexity and the network's picture; at the end: writes the run record."""
 
     def __init__(
         self,
@@ -46,10 +51,11 @@ class RunRecorder(pl.Callback):
         net = pl_module.net
         self.complexity = {"params": count_params(net), "flops": count_flops(net), "ptflops_macs": ptflops_macs(net)}
         run = wandb_run(trainer)
-        if run is not None:
+        if run is not None:  # the config is complete since wandb.init: add what is measured on the built network
             device = {"device_name": device_info(pl_module.device)["name"]}
-            run.config.update({**self.identity, **self.complexity, **device}, allow_val_change=True)
+            run.config.update({**self.complexity, **device}, allow_val_change=True)
             run.summary.update(self.complexity)
+            log_architecture(run, self.identity["arch"], Path(self.execution.ckpt_dir) / ARCH_CACHE, self.complexity)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: MacroNetModule) -> None:
         if trainer.datamodule.eval_split == "test" and not trainer.interrupted:
@@ -60,6 +66,8 @@ class RunRecorder(pl.Callback):
             self.write(trainer, pl_module, COMPLETE)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: MacroNetModule, exception: BaseException) -> None:
+        if isinstance(exception, RunStopped):
+            return  # stopped on request after a checkpoint: no record, a rerun resumes
         self.write(trainer, pl_module, FAILED, error=f"{type(exception).__name__}: {exception}")
 
     def write(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None = None) -> Path:
@@ -68,8 +76,8 @@ class RunRecorder(pl.Callback):
         self.record.write(self.path)
         run = wandb_run(trainer)
         if run is not None:
-            values = self.record.to_dict()
-            run.summary.update({k: values[k] for k in SUMMARY_KEYS if values.get(k) is not None})
+            run.summary.update(runkeys.summary(self.record))
+            save_record(run, self.record)
         return self.path
 
     def build(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None) -> RunRecord:
@@ -110,6 +118,27 @@ def wandb_run(trainer: pl.Trainer) -> Any:
     return logger.experiment if isinstance(logger, WandbLogger) else None
 
 
+def save_record(run: Any, record: RunRecord) -> Path:
+    """Save the record (curves included) as the file runkeys.RECORD_FILE of the W&B run, uploaded at once."""
+    path = atomic_write_text(Path(run.dir) / runkeys.RECORD_FILE, record.to_json())
+    run.save(str(path), base_path=run.dir, policy="now")
+    return path
+
+
+def log_architecture(run: Any, code: str, cache: Path, counts: dict[str, int]) -> None:
+    """Log the picture of the network (drawn once per code into `cache`); without matplotlib, a one-line notice."""
+    from . import archplot
+
+    try:
+        path = archplot.cached_png(code, cache, counts.get("params"), counts.get("flops"))
+    except MissingDependency as err:
+        print(f"no architecture picture on the W&B run: {err}", file=sys.stderr)
+        return
+    import wandb
+
+    run.log({runkeys.ARCH_IMAGE_KEY: wandb.Image(str(path), caption=code)})
+
+
 def _wandb_info(trainer: pl.Trainer) -> dict[str, Any] | None:
     run = wandb_run(trainer)
     if run is None or getattr(run, "disabled", False):
@@ -133,3 +162,26 @@ class EpochCheckpoint(pl.Callback):
         tmp = self.path.with_name(f".{self.path.name}.tmp")
         trainer.save_checkpoint(tmp)
         os.replace(tmp, self.path)
+
+
+class RunStopped(Exception):
+    """A run ended on request (Ctrl-C) after its checkpoint: no record is written and a rerun resumes it."""
+
+
+class GracefulStop(pl.Callback):
+    """Ends a run on request: after the epoch's checkpoint once `soon` is set, at the next step once `now` is.
+
+    Placed after EpochCheckpoint, so at the end of an epoch the checkpoint is saved before the run stops. The
+    events are set by the worker's main thread (signal handlers live there); the run may be on another thread.
+    """
+
+    def __init__(self, soon: threading.Event, now: threading.Event):
+        self.soon, self.now = soon, now
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
+        if self.now.is_set():
+            raise RunStopped(f"stopped in epoch {trainer.current_epoch + 1} (its checkpoint is the last epoch's)")
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.soon.is_set() and not trainer.sanity_checking and trainer.state.fn == "fit":
+            raise RunStopped(f"stopped after the checkpoint of epoch {trainer.current_epoch + 1}")

@@ -296,6 +296,36 @@ def _tensor_split(base: CIFAR10, indices: list[int], device: torch.device) -> tu
     return images, labels
 
 
+class DataCache:
+    """CIFAR-10 kept between the runs of one process: the decoded files and the uint8 splits on each device.
+
+    Keyed by data folder (and, for tensors, split, validation split, limits and device). The tensors are
+    shared read-only by the runs: the pipeline gathers and normalizes copies, never writes into them.
+    """
+
+    def __init__(self) -> None:
+        self._bases: dict[tuple[str, bool, str], CIFAR10] = {}
+        self._tensors: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    def base(self, root: str | os.PathLike, train: bool) -> CIFAR10:
+        """One split of CIFAR-10 as torchvision reads it, opened (and md5-checked) once."""
+        key = (str(cifar10_folder(root)), train, dataset_class().__name__)
+        if key not in self._bases:
+            self._bases[key] = open_cifar10(root, train=train)
+        return self._bases[key]
+
+    def tensors(self, root: str | os.PathLike, key: tuple, build: Callable[[], tuple[Tensor, Tensor]]) -> tuple:
+        """The images and labels of one split on one device, built once."""
+        full_key = (str(cifar10_folder(root)), *key)
+        if full_key not in self._tensors:
+            self._tensors[full_key] = build()
+        return self._tensors[full_key]
+
+    def nbytes(self) -> int:
+        """Bytes held by the cached tensors (all devices)."""
+        return sum(t.numel() * t.element_size() for pair in self._tensors.values() for t in pair)
+
+
 class CIFAR10DataModule(pl.LightningDataModule):
     """CIFAR-10 train / per-epoch evaluation / test loaders for the published recipe, in either pipeline."""
 
@@ -313,6 +343,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         device: str | None = None,
+        cache: DataCache | None = None,
     ):
         super().__init__()
         self.data_dir = check_path("data_dir", data_dir)
@@ -327,6 +358,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.num_workers = check_int("num_workers", num_workers, 0)
         self.seed = check_int("seed", seed, 0)
         self.device = _check_device("device", device)
+        self.cache = cache  # shared by the runs of one worker process; None: load afresh
         self._loaded: dict[str, object] = {}  # split name -> (images, labels) or Dataset
         self._loaded_on: torch.device | None = None  # None until setup()
         self._num_classes = 0
@@ -368,7 +400,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         device = self._target_device()
         if self._loaded_on == device:
             return
-        bases = {"train": open_cifar10(self.data_dir, train=True), "test": open_cifar10(self.data_dir, train=False)}
+        bases = {"train": self._open(train=True), "test": self._open(train=False)}
         train, val = split_indices(len(bases["train"]), self.val_size, self.split_seed)
         self._train_indices, self._val_indices = train, (val if self.val_size else None)
         chosen = self._chosen_images(len(bases["test"]))
@@ -405,9 +437,16 @@ class CIFAR10DataModule(pl.LightningDataModule):
             chosen["val"] = _first(self._val_indices, self.eval_limit)
         return chosen
 
+    def _open(self, train: bool) -> CIFAR10:
+        """One CIFAR-10 split as torchvision reads it (from the worker's cache where there is one)."""
+        return self.cache.base(self.data_dir, train) if self.cache else open_cifar10(self.data_dir, train=train)
+
     def _build(self, name: str, bases: dict[str, CIFAR10], indices: list[int], device: torch.device) -> object:
         """One split as the pipeline holds it: tensors on `device`, or a transformed Dataset."""
         base = bases["test" if name == "test" else "train"]
+        if self.pipeline == "tensor" and self.cache is not None:
+            key = (name, self.val_size, self.split_seed, self.train_limit, self.eval_limit, str(device))
+            return self.cache.tensors(self.data_dir, key, lambda: _tensor_split(base, indices, device))
         if self.pipeline == "tensor":
             return _tensor_split(base, indices, device)
         return IndexedDataset(base, indices, train_transform() if name == "train" else eval_transform())

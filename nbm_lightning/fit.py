@@ -1,7 +1,9 @@
 """`python -m nbm_lightning.fit --arch CODE`: train one architecture for one seed and write its run record.
 
 Options come from the built-in defaults (the published recipe), then `--config FILE.yaml`, then the
-command line, in the `--key=value` form a W&B agent passes. `--index N` picks pair N of the full grid.
+command line, in the `--key=value` form a W&B agent passes. `--index N` picks pair N of the full grid;
+`--index A-B` (inclusive) or `--index A,B,C` trains those pairs in order in one worker process (a job array).
+Ctrl-C stops after the current run's next checkpoint (twice: at the next step); rerunning resumes.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from .cli import ArgParser, arch_code, bool_arg, run_main
 from .config import SEED_MAX, Execution, Recipe, valid_range
-from .job import GRID_SIZE, Job, done_record, resolve_job
+from .job import GRID_SIZE, Job, parse_indices, resolve_job
+
+if TYPE_CHECKING:
+    from .worker import Worker
 
 PROG = "python -m nbm_lightning.fit"
 
@@ -25,7 +31,9 @@ def build_parser() -> ArgParser:
     run.add_argument("--arch", type=arch_code, help="architecture code, 8 digits over {0,1,2} (e.g. 12012012)")
     run.add_argument("--seed", type=int, default=None, help=f"seed of all generators, 0..{SEED_MAX} (default: 0)")
     run.add_argument(
-        "--index", type=int, default=None, help=f"grid pair N in 0..{GRID_SIZE - 1} instead of --arch/--seed"
+        "--index",
+        default=None,
+        help=f"grid pair N in 0..{GRID_SIZE - 1} instead of --arch/--seed; A-B or A,B,C: those pairs in one process",
     )
     run.add_argument("--config", default=None, help="YAML file of recipe/execution fields (e.g. configs/smoke.yaml)")
     run.add_argument(
@@ -45,29 +53,46 @@ def build_parser() -> ArgParser:
     return parser
 
 
+def resolve_all(args: argparse.Namespace) -> list[Job]:
+    """The Jobs of parsed arguments: one, or one per index of an --index range or list (ValueError on bad input)."""
+    indices = [None] if args.index is None else parse_indices(args.index)
+    return [resolve_job(vars(args), args.arch, args.seed, i, args.config, bool(args.force)) for i in indices]
+
+
 def resolve(args: argparse.Namespace) -> Job:
-    """The Job of parsed arguments (ValueError on bad input)."""
-    return resolve_job(vars(args), args.arch, args.seed, args.index, args.config, bool(args.force))
+    """The Job of parsed arguments that select one run (ValueError on bad input or several runs)."""
+    jobs = resolve_all(args)
+    if len(jobs) != 1:
+        raise ValueError(f"--index {args.index} selects {len(jobs)} runs, expected one")
+    return jobs[0]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, resolve, skip if done, else train."""
+    """Parse and resolve every job, then train them in one worker (skipping those already done)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        job = resolve(args)
+        jobs = resolve_all(args)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
-    done = done_record(job)
-    if done is not None:
-        print(
-            f"{job.name}: a complete record of this recipe exists at {job.record_path} "
-            f"(test acc final {done.test_acc_final:.2f}%); nothing to do (--force retrains)"
-        )
-        return 0
-    from .train import train  # torch and Lightning load only once the input is known to be good
+    from .worker import StopSignal, Worker  # torch and Lightning load only once the input is known to be good
 
-    return train(job)
+    stop = StopSignal()
+    with stop.handling():
+        worker = Worker(stop)
+        if len(jobs) == 1:
+            return _single(worker, jobs[0])
+        return worker.run_all(jobs)
+
+
+def _single(worker: Worker, job: Job) -> int:
+    """One run, exit status as a plain `fit`: 0 complete or skipped, 1 failed, 130 stopped."""
+    from .worker import COMPLETE, INTERRUPTED_EXIT, SKIPPED, STOPPED
+
+    outcome = worker.run(job)
+    if outcome.status in (COMPLETE, SKIPPED):
+        return 0
+    return INTERRUPTED_EXIT if outcome.status == STOPPED else 1
 
 
 if __name__ == "__main__":

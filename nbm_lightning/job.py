@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checks import check_int
+from .checks import check_int, fail
 from .config import SEED_MAX, SEEDS, Execution, Recipe, build_configs, field_names, load_yaml
 from .errors import UserError
 from .record import COMPLETE, RecordError, RunRecord, record_path, run_name
@@ -58,6 +58,34 @@ def index_to_pair(index: int) -> tuple[str, int]:
     """Grid pair N -> (canonical code, seed), with N = len(SEEDS) * position in unique_codes() + seed."""
     check_int("index", index, 0, GRID_SIZE - 1)
     return unique_codes()[index // len(SEEDS)], SEEDS[index % len(SEEDS)]
+
+
+def parse_indices(text: str) -> list[int]:
+    """Grid indices from `N`, an inclusive range `A-B`, or a list `A,B,C` (ranges allowed in it), in order.
+
+    ValueError (one line naming the bad part) for a malformed part, a reversed range, an index outside the
+    grid, or an index given twice.
+    """
+    indices: list[int] = []
+    for part in text.split(","):
+        indices += _index_part(part.strip(), text)
+    twice = next((i for n, i in enumerate(indices) if i in indices[:n]), None)
+    if twice is not None:
+        raise fail("index", text, f"each pair once ({twice} appears twice)")
+    return indices
+
+
+def _index_part(part: str, text: str) -> list[int]:
+    """One comma-separated part of --index: N or A-B."""
+    first, dash, last = part.partition("-")
+    if not first.isdigit() or (dash and not last.isdigit()):
+        raise fail("index", text, f"N, A-B or A,B,C with N, A, B in 0..{GRID_SIZE - 1}")
+    low, high = int(first), int(last) if dash else int(first)
+    for value in (low, high):
+        check_int("index", value, 0, GRID_SIZE - 1)
+    if high < low:
+        raise fail("index", text, f"a range A-B with A <= B ({part} is reversed)")
+    return list(range(low, high + 1))
 
 
 def select_pair(arch: str | None, seed: int | None, index: int | None) -> tuple[str, int]:

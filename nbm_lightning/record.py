@@ -11,6 +11,10 @@ Schema versions (`SCHEMA_VERSION`; readers accept every version in `READABLE`):
   2  `tf32` is a recipe field (it changes the arithmetic of every convolution), so every recipe hash changed.
      A version-1 record is upgraded on reading: its `tf32` moves into the recipe, its recipe hash is
      recomputed, and the old hash is kept in `upgraded_from`. New field `init_sha256` (the initial weights).
+  3  New fields stating the run's W&B config keys (`nbm_lightning.runkeys`): `layers` (the op name of each
+     layer of the code as given: `layer_1` ... `layer_8`), `op_counts` (op name -> layers: `n_<op>`),
+     `n_nonzero` and `recipe_name`. Where a record lacks them (versions 1 and 2, or built without them) they
+     are derived from `arch` and the recipe when the RunRecord is made (nothing else changes).
 A new field is added here with a default, the version is bumped, and an upgrade step is added for the
 versions before it.
 """
@@ -25,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import write_json
+from .runkeys import record_fields
 from .search_space import canonical as canonical_of
 from .search_space import is_canonical
 
 SCHEMA = "nbm_lightning.run_record"  # the `schema` field of every record
-SCHEMA_VERSION = 2  # what this code writes
-READABLE = (1, 2)  # what this code reads
+SCHEMA_VERSION = 3  # what this code writes
+READABLE = (1, 2, 3)  # what this code reads
 COMPLETE, FAILED = "complete", "failed"  # values of `status`
 STATUSES = (COMPLETE, FAILED)
 EVAL_SPLITS = ("test", "val")  # per-epoch evaluation on the test set (published) or a held-out validation split
@@ -89,6 +94,17 @@ class RunRecord:
     val_indices: Sequence[int] | None = None  # training-set indices held out (validation split only)
     init_sha256: str | None = None  # sha256 of the initial weights (float32 LE bytes in parameters() order)
     upgraded_from: Mapping[str, Any] | None = None  # an older record's version and recipe hash, where upgraded
+    layers: Sequence[str] | None = None  # op name per layer of `arch` (W&B config layer_1..layer_8)
+    op_counts: Mapping[str, int] | None = None  # op name -> layers of `arch` using it (W&B config n_<op>)
+    n_nonzero: int | None = None  # digits of `arch` that are not 0 (W&B config n_nonzero)
+    recipe_name: str | None = None  # short name of the recipe: 'published', else differing fields + hash
+
+    def __post_init__(self) -> None:
+        """Derive the fields that state the W&B config keys (version 3) where they are None."""
+        missing = [name for name in _DERIVED if getattr(self, name) is None]
+        for name, value in _derive(self.arch, self.recipe, self.recipe_hash).items() if missing else ():
+            if name in missing:
+                object.__setattr__(self, name, value)
 
     @property
     def run_name(self) -> str:
@@ -243,6 +259,14 @@ def _upgrade_v1(data: dict[str, Any], source: str) -> dict[str, Any]:
     return {**data, **upgraded_values, **({"execution": execution} if execution is not None else {})}
 
 
+def _derive(arch: Any, recipe: Any, recipe_hash: Any) -> dict[str, Any]:
+    """The version-3 fields from `arch` and the recipe; none where arch is not a valid code (the identity rule says)."""
+    try:
+        return record_fields(arch, recipe, recipe_hash)
+    except (TypeError, ValueError, AttributeError):
+        return {}
+
+
 # ---------------------------------------------------------------- field checks: value -> value, or TypeError
 
 
@@ -295,6 +319,19 @@ def _ints(value: Any) -> list[int]:
     return value
 
 
+def _strs(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError("expected a list of strs")
+    return value
+
+
+def _counts(value: Any) -> dict[str, int]:
+    counts = _dict(value)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
+        raise TypeError("expected a mapping of ints")
+    return counts
+
+
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"expected true or false, got {value!r}")
@@ -328,6 +365,9 @@ _TYPES: dict[str, Callable[[Any], Any]] = {
     "versions": _optional(_dict), "device": _optional(_dict), "wandb": _optional(_dict),
     "started_at": _optional(_str), "finished_at": _optional(_str), "resumed": _optional(_bool),
     "val_indices": _optional(_ints), "init_sha256": _optional(_str), "upgraded_from": _optional(_dict),
+    "layers": _optional(_strs), "op_counts": _optional(_counts), "n_nonzero": _optional(_int),
+    "recipe_name": _optional(_str),
 }  # fmt: skip
+_DERIVED = ("layers", "op_counts", "n_nonzero", "recipe_name")  # version 3 fields derived for older records
 _CHECKS = {name: _named(name, check) for name, check in _TYPES.items()}
 _FIELDS = fields(RunRecord)

@@ -5,9 +5,14 @@ make [--preset all|smoke] [--out FILE]   the grid of 3969 canonical codes x seed
 make --missing DIR [--missing DIR2] --out FILE [--config-file configs/X.yaml]
                                           a sweep of only the (code, seed) pairs with no complete record
                                           of that recipe in DIRs, as grid indices (`fit --index N`)
-agents SWEEP_PATH [--per-gpu K] [--gpus 0,1] [--log-dir DIR] [--dry-run]
-                                          K `wandb agent SWEEP_PATH` per GPU, one GPU each
-                                          (CUDA_VISIBLE_DEVICES); run the same on every machine
+agents SWEEP_PATH [--per-gpu K] [--gpus 0,1] [--mode inprocess|subprocess] [--log-dir DIR] [--dry-run]
+                                          K agents per GPU, one GPU each (CUDA_VISIBLE_DEVICES); run the
+                                          same on every machine. inprocess (default): each agent is a worker
+                                          (`python -m nbm_lightning.agent`) training its runs in one process;
+                                          subprocess: `wandb agent SWEEP_PATH`, one `fit` process per run
+workspace ENTITY/PROJECT[/SWEEP_ID] [--name NAME] [--dry-run]
+                                          create the benchmark's W&B workspace (nbm_lightning.workspace;
+                                          extra [workspace]); --dry-run prints its panels and keys
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ SMOKE_CONFIG = "configs/smoke.yaml"  # the smoke sweep's --config
 PRESETS = ("all", "smoke")
 SWEEP_PATH_RE = re.compile(r"^[\w.-]+(/[\w.-]+){0,2}$")  # SWEEP_ID, PROJECT/SWEEP_ID or ENTITY/PROJECT/SWEEP_ID
 INTERRUPTED = 130  # exit status after Ctrl-C
+AGENT_MODES = ("inprocess", "subprocess")  # `agents --mode`
 
 
 # ---------------------------------------------------------------- sweep files
@@ -162,7 +168,7 @@ def missing_indices(folders: Sequence[Path], recipe_hash: str) -> list[int]:
 
 @dataclass(frozen=True)
 class Agent:
-    """One `wandb agent` process to start."""
+    """One agent process to start."""
 
     gpu: str  # its CUDA_VISIBLE_DEVICES (one GPU)
     slot: int  # its number on that GPU, 0..K-1
@@ -203,10 +209,11 @@ def _python_path_env() -> tuple[tuple[str, str], ...]:
     return () if found and Path(found).parent == here else (("PATH", f"{here}{os.pathsep}$PATH"),)
 
 
-def plan(sweep_path: str, gpus: Sequence[str], per_gpu: int) -> list[Agent]:
-    """K agents per GPU, GPU-major."""
-    argv = (sys.executable, "-m", "wandb", "agent", sweep_path)
-    extra = _python_path_env()
+def plan(sweep_path: str, gpus: Sequence[str], per_gpu: int, mode: str = "inprocess") -> list[Agent]:
+    """K agents per GPU, GPU-major: in-process workers (`python -m nbm_lightning.agent`) or W&B's CLI agent."""
+    program = ("nbm_lightning.agent",) if mode == "inprocess" else ("wandb", "agent")
+    argv = (sys.executable, "-m", *program, sweep_path)
+    extra = _python_path_env() if mode == "subprocess" else ()
     return [Agent(gpu, k, argv, (("CUDA_VISIBLE_DEVICES", gpu),) + extra) for gpu in gpus for k in range(per_gpu)]
 
 
@@ -295,6 +302,13 @@ def build_parser() -> ArgParser:
     agents = sub.add_parser("agents", help="start K W&B agents per GPU and wait for them")
     agents.add_argument("sweep_path", metavar="SWEEP_PATH", help="ENTITY/PROJECT/SWEEP_ID as printed by `wandb sweep`")
     agents.add_argument("--per-gpu", type=int, default=1, metavar="K", help="agents per GPU (default 1)")
+    agents.add_argument(
+        "--mode",
+        choices=AGENT_MODES,
+        default="inprocess",
+        help="inprocess: each agent trains its runs in one process (data resident, no start-up per run); "
+        "subprocess: W&B's `wandb agent`, one `fit` process per run",
+    )
     agents.add_argument("--gpus", default=None, help="GPU ids, e.g. 0,1 (default: $CUDA_VISIBLE_DEVICES, else all)")
     agents.add_argument(
         "--log-dir", default=None, help="write each agent's output to a file here instead of the terminal"
@@ -302,6 +316,7 @@ def build_parser() -> ArgParser:
     agents.add_argument(
         "--dry-run", action="store_true", help="print the agents' commands and environment; start nothing"
     )
+    _add_workspace_parser(sub)
     return parser
 
 
@@ -362,7 +377,7 @@ def agents(args: argparse.Namespace) -> int:
         raise UserError(f"bad SWEEP_PATH {args.sweep_path!r}: expected ENTITY/PROJECT/SWEEP_ID")
     if args.per_gpu < 1:
         raise UserError(f"bad --per-gpu {args.per_gpu}: expected an int >= 1")
-    planned = plan(args.sweep_path, visible_gpus(args.gpus), args.per_gpu)
+    planned = plan(args.sweep_path, visible_gpus(args.gpus), args.per_gpu, args.mode)
     if args.dry_run:
         for number, agent in enumerate(planned):
             print(f"agent {number}: gpu {agent.gpu} slot {agent.slot}: {agent.shell()}")
@@ -370,10 +385,30 @@ def agents(args: argparse.Namespace) -> int:
     return launch(planned, Path(args.log_dir) if args.log_dir else None)
 
 
+def _add_workspace_parser(sub: Any) -> None:
+    """The `workspace` subcommand."""
+    parser = sub.add_parser("workspace", help="create the benchmark's W&B workspace (extra [workspace])")
+    parser.add_argument("target", metavar="ENTITY/PROJECT[/SWEEP_ID]", help="the project, or one sweep of it")
+    parser.add_argument("--name", default=None, help="the workspace's name (default: NAS-Bench-Macro [sweep ID])")
+    parser.add_argument("--dry-run", action="store_true", help="print the panels and the keys they read; send nothing")
+
+
+def workspace(args: argparse.Namespace) -> int:
+    """Print the workspace (--dry-run) or create it and print its URL."""
+    from . import workspace as ws
+
+    target = ws.parse_target(args.target)
+    if args.dry_run:
+        print("\n".join(ws.describe(target, args.name)))
+        return 0
+    print(f"workspace saved: {ws.save(ws.build(target, args.name))}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch the subcommand."""
     args = build_parser().parse_args(argv)
-    return make(args) if args.command == "make" else agents(args)
+    return {"make": make, "agents": agents, "workspace": workspace}[args.command](args)
 
 
 if __name__ == "__main__":

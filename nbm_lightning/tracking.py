@@ -1,14 +1,42 @@
-"""Weights & Biases set-up: pick the mode without ever prompting, and build the Lightning logger."""
+"""Weights & Biases set-up: pick the mode without ever prompting, build the Lightning logger, start other runs."""
 
 from __future__ import annotations
 
 import netrc
 import os
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .errors import UserError
+from .runkeys import EVAL_ACC_KEY, TRAIN_LOSS_KEY
+
 DEFAULT_BASE_URL = "https://api.wandb.ai"
+_NAME = r"[\w.-]+"  # an entity, project or sweep id
+WANDB_PATH_RE = re.compile(rf"^({_NAME})/({_NAME})(?:/({_NAME}))?$")  # ENTITY/PROJECT[/SWEEP_ID]
+
+
+@dataclass(frozen=True)
+class WandbPath:
+    """A W&B project, or one sweep of it."""
+
+    entity: str
+    project: str
+    sweep_id: str | None = None
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.entity, self.project, self.sweep_id) if p)
+
+
+def parse_wandb_path(text: str, name: str, sweep: bool = False) -> WandbPath:
+    """ENTITY/PROJECT (or ENTITY/PROJECT/SWEEP_ID where `sweep`), else a one-line UserError naming `name`."""
+    match = WANDB_PATH_RE.match(text)
+    if not match or (match[3] and not sweep):
+        expected = "ENTITY/PROJECT" + ("[/SWEEP_ID]" if sweep else "")
+        raise UserError(f"invalid {name} {text!r}: expected {expected}, e.g. my-team/nas-bench-macro")
+    return WandbPath(match[1], match[2], match[3])
 
 
 def has_credentials() -> bool:
@@ -67,6 +95,25 @@ def make_logger(
     )
     run = logger.experiment
     if mode != "disabled":
-        run.define_metric("eval/acc", summary="max,last")
-        run.define_metric("train/loss", summary="min,last")
+        run.define_metric(EVAL_ACC_KEY, summary="max,last")
+        run.define_metric(TRAIN_LOSS_KEY, summary="min,last")
     return logger
+
+
+def offline_note(run: Any) -> str:
+    """The line that says how to upload an offline run."""
+    return f"W&B offline (no credentials found): upload later with `wandb sync {Path(run.dir).parent}`"
+
+
+def start_run(path: WandbPath, job_type: str, name: str, config: dict[str, Any]) -> Any:
+    """A W&B run outside training (mode resolved as for `fit`: online with credentials, else offline)."""
+    import wandb
+
+    mode = resolve_mode("auto")
+    if mode == "disabled":
+        raise UserError(f"W&B is disabled (WANDB_MODE=disabled): nothing logged to {path}")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+    run = wandb.init(entity=path.entity, project=path.project, job_type=job_type, name=name, config=config, mode=mode)
+    if mode == "offline":
+        print(offline_note(run))
+    return run

@@ -10,23 +10,26 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import sys
+import threading
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
 from .atomic import atomic_write_text
-from .callbacks import EpochCheckpoint, RunRecorder
+from .callbacks import EpochCheckpoint, GracefulStop, RunRecorder, RunStopped
 from .config import Execution, Recipe
-from .data import CIFAR10DataModule
+from .data import CIFAR10DataModule, DataCache
 from .job import Job
 from .model import MacroNet, weights_sha256
 from .module import MacroNetModule, NonFiniteLossError
 from .record import COMPLETE, RunRecord
 from .tracking import make_logger, resolve_mode
+
+COMPLETE_EXIT, FAILED_EXIT, STOPPED_EXIT = 0, 1, 130  # what train() returns (and fit exits with)
 
 # Lightning notices that do not apply here: we log once per epoch, never per step.
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
@@ -56,13 +59,15 @@ def pick_device(accelerator: str) -> torch.device:
     return torch.device("cpu")
 
 
-def build_datamodule(recipe: Recipe, execution: Execution, seed: int, device: torch.device) -> CIFAR10DataModule:
-    """The CIFAR-10 DataModule of a run (not yet prepared or set up)."""
+def build_datamodule(
+    recipe: Recipe, execution: Execution, seed: int, device: torch.device, cache: DataCache | None = None
+) -> CIFAR10DataModule:
+    """The CIFAR-10 DataModule of a run (not yet prepared or set up); `cache`: a worker's resident data."""
     r, e = recipe, execution
     return CIFAR10DataModule(
         data_dir=e.data_dir, batch_size=r.batch_size, eval_batch_size=e.eval_batch_size, pipeline=e.pipeline,
         val_size=r.val_size, split_seed=r.split_seed, download=e.download, train_limit=r.train_limit,
-        eval_limit=r.eval_limit, num_workers=e.num_workers, seed=seed, device=str(device),
+        eval_limit=r.eval_limit, num_workers=e.num_workers, seed=seed, device=str(device), cache=cache,
     )  # fmt: skip
 
 
@@ -103,11 +108,22 @@ def build_trainer(
 # ---------------------------------------------------------------- one run
 
 
-def train(job: Job) -> int:
-    """Run the job to a record; 0 when complete, 1 when the run failed (its record says why)."""
+class StopEvents(Protocol):
+    """What a run reads to stop on request (nbm_lightning.worker.StopSignal sets them)."""
+
+    soon: threading.Event  # stop after the next checkpoint (end of the current epoch)
+    now: threading.Event  # stop at the next training step
+
+
+def train(job: Job, cache: DataCache | None = None, stop: StopEvents | None = None) -> int:
+    """Run the job to a record: COMPLETE_EXIT, FAILED_EXIT (the record says why) or STOPPED_EXIT (on request).
+
+    `cache` keeps the data of a worker's earlier runs; `stop` (set by the worker's main thread) ends the run
+    after its next checkpoint. Everything else is built and seeded afresh, as in a new process.
+    """
     seed_run(job.seed)
     device = pick_device(job.execution.accelerator)
-    dm = build_datamodule(job.recipe, job.execution, job.seed, device)
+    dm = build_datamodule(job.recipe, job.execution, job.seed, device, cache)
     dm.prepare_data()  # missing data fails here, before any W&B run or record exists
     dm.setup("fit")
     net = build_network(job.arch, dm.num_classes, job.execution)
@@ -117,7 +133,7 @@ def train(job: Job) -> int:
     ckpt = job.ckpt_dir / "last.ckpt"
     extra = {**_extra(dm, ckpt), "init_sha256": weights_sha256(net)}
     recorder = RunRecorder(job.record_path, identity(job), job.recipe, job.execution, extra)
-    callbacks = [recorder, EpochCheckpoint(ckpt)]
+    callbacks = [recorder, EpochCheckpoint(ckpt)] + ([GracefulStop(stop.soon, stop.now)] if stop else [])
     trainer = build_trainer(
         job.recipe, job.execution, device, callbacks, logger=_logger(job), default_root_dir=str(job.ckpt_dir)
     )
@@ -136,23 +152,30 @@ def _fit(
             trainer.test(module, datamodule=dm, verbose=False)
     except NonFiniteLossError as err:
         print(f"{job.name}: FAILED: {err}; record: {job.record_path}", file=sys.stderr)
-        return 1
+        return FAILED_EXIT
+    except RunStopped as err:
+        print(f"{job.name}: {err}; a rerun resumes from {ckpt}", file=sys.stderr)
+        return STOPPED_EXIT
     finally:
         _finish_wandb()
     record = recorder.record
     if record is None or record.status != COMPLETE:
         why = record.error if record is not None else "interrupted before the end"
         print(f"{job.name}: FAILED: {why}; checkpoint kept at {ckpt}", file=sys.stderr)
-        return 1
+        return FAILED_EXIT
     if not job.execution.keep_checkpoint:
         shutil.rmtree(job.ckpt_dir, ignore_errors=True)
     print(f"{job.name}: {_result_line(record)}; record: {job.record_path}")
-    return 0
+    return COMPLETE_EXIT
 
 
 def identity(job: Job) -> dict[str, Any]:
-    """The run's key fields, shared by the record and the W&B config."""
-    return {"arch": job.arch, "canonical": job.canonical, "seed": job.seed, "recipe_hash": job.recipe.hash()}
+    """The run's key fields for its record: identity, and the architecture and recipe name its W&B config holds."""
+    from .runkeys import record_fields
+
+    recipe_hash = job.recipe.hash()
+    arch_fields = record_fields(job.arch, dataclasses.asdict(job.recipe), recipe_hash)
+    return {"arch": job.arch, "canonical": job.canonical, "seed": job.seed, "recipe_hash": recipe_hash, **arch_fields}
 
 
 def _logger(job: Job) -> Any:
@@ -164,20 +187,18 @@ def _logger(job: Job) -> Any:
     job.ckpt_dir.mkdir(parents=True, exist_ok=True)
     id_file = job.ckpt_dir / "wandb_id"
     run_id = id_file.read_text().strip() if id_file.exists() else None
-    config = {
-        **identity(job),
-        "run_name": job.name,
-        **dataclasses.asdict(job.recipe),
-        **dataclasses.asdict(job.execution),
-    }
+    from .complexity import complexity
+    from .runkeys import run_config
+    from .tracking import offline_note
+
+    counts = complexity(job.arch)  # memoized parts: the config is complete at wandb.init
+    config = run_config(job.arch, job.seed, job.recipe, job.execution, counts.params, counts.flops, job.name)
     logger = make_logger(
         mode, e.wandb_project, e.wandb_entity, job.name, job.canonical, _tags(job), config, run_id, Path(".")
     )
     atomic_write_text(id_file, logger.experiment.id)
     if mode == "offline":
-        print(
-            f"W&B offline (no credentials found): upload later with `wandb sync {Path(logger.experiment.dir).parent}`"
-        )
+        print(offline_note(logger.experiment))
     return logger
 
 
@@ -197,10 +218,9 @@ def _extra(dm: CIFAR10DataModule, ckpt: Path) -> dict[str, Any]:
 
 
 def _finish_wandb() -> None:
-    """Close the W&B run so offline files are complete."""
-    import wandb
-
-    if wandb.run is not None:
+    """Close the W&B run so offline files are complete (W&B is never imported by a run that did not use it)."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
         wandb.finish()
 
 

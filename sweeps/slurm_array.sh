@@ -3,7 +3,8 @@
 #
 # The grid has 11,907 (canonical code, seed) pairs, numbered N = 3 * position in unique_codes() + seed
 # (`python -m nbm_lightning.fit --index N`). Array task T trains pairs T*PER_TASK .. T*PER_TASK+PER_TASK-1,
-# one after the other on its one GPU. With PER_TASK=3 (default) a task is one architecture and its three
+# one after the other on its one GPU, in one worker process (`fit --index A-B`: the data is loaded once).
+# With PER_TASK=3 (default) a task is one architecture and its three
 # seeds, and the array is 0-3968. Array size = ceil(11907 / PER_TASK): for a cluster whose MaxArraySize
 # is 1001, use PER_TASK=12 and --array=0-992.
 #
@@ -34,12 +35,11 @@ DATA_DIR=${DATA_DIR:-./data}                  # holds cifar-10-batches-py/
 PYTHON=${PYTHON:-python}                      # the project's environment
 TASK=${SLURM_ARRAY_TASK_ID:?submit with sbatch --array (or set SLURM_ARRAY_TASK_ID)}
 
-failed=0
 first=$((TASK * PER_TASK))
-for ((N = first; N < first + PER_TASK && N < GRID_SIZE; N++)); do
-    echo "task ${TASK}: pair ${N}"
-    "${PYTHON}" -m nbm_lightning.fit --index="${N}" --config="${CONFIG}" --wandb-mode=offline \
-        --results-dir="${RESULTS_DIR}" --ckpt-dir="${CKPT_DIR}" --data-dir="${DATA_DIR}" --download=false \
-        --progress=false || failed=1
-done
-exit "${failed}"
+last=$((first + PER_TASK - 1))
+(( last < GRID_SIZE )) || last=$((GRID_SIZE - 1))
+(( first < GRID_SIZE )) || { echo "task ${TASK}: no pairs (the grid ends at $((GRID_SIZE - 1)))"; exit 0; }
+echo "task ${TASK}: pairs ${first}-${last}"
+# One worker process trains the task's pairs in order (data loaded once), skipping those already complete.
+exec "${PYTHON}" -m nbm_lightning.fit --index="${first}-${last}" --config="${CONFIG}" --wandb-mode=offline \
+    --results-dir="${RESULTS_DIR}" --ckpt-dir="${CKPT_DIR}" --data-dir="${DATA_DIR}" --download=false --progress=false

@@ -47,3 +47,21 @@ def published_path() -> Path:
 def published(published_path: Path) -> dict:
     """The published benchmark, parsed."""
     return json.loads(published_path.read_text())
+
+
+@pytest.fixture(scope="session")
+def init_checksums(published_path: Path) -> dict:
+    """The published trainer's initial-weight checksums (`init_checksums.json` beside the published file),
+    keyed `<code>-s<seed>`; skips where absent or computed with another torch (never under NBM_REQUIRE_REFERENCE
+    for absence)."""
+    import torch
+
+    path = Path(os.environ.get("NBM_INIT_CHECKSUMS", published_path.parent / "init_checksums.json"))
+    if not path.is_file():
+        if os.environ.get("NBM_REQUIRE_REFERENCE") == "1":
+            pytest.fail(f"NBM_REQUIRE_REFERENCE=1 but {path} is missing")
+        pytest.skip(f"init_checksums.json not found at {path} (set NBM_INIT_CHECKSUMS)")
+    data = json.loads(path.read_text())
+    if data["torch"].split("+")[0] != torch.__version__.split("+")[0]:
+        pytest.skip(f"checksums were computed with torch {data['torch']}, this is {torch.__version__}")
+    return data["checksums"]

@@ -6,11 +6,14 @@ Golden values come from the published file (via the conftest fixtures) or from f
 from __future__ import annotations
 
 import dataclasses
+import functools
+import http.server
 import json
 import math
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -18,17 +21,24 @@ import pytest
 import scipy.stats
 
 from nbm_lightning.bench import (
+    PROXY_SECONDS_PER_MAC,
+    PUBLISHED_SHA256,
     Benchmark,
     BenchmarkError,
     BenchmarkFormatError,
+    Budget,
     Comparison,
     Record,
+    benchmark_path,
     compare,
     kendall_tau,
+    published_file,
     seed_noise_tau,
     spearman_rho,
 )
+from nbm_lightning.bench.compare import MIN_SHARED
 from nbm_lightning.errors import UserError
+from nbm_lightning.export import extended
 from nbm_lightning.search_space import canonical, unique_codes
 
 FIELDS = ("test_acc", "mean_acc", "std", "params", "flops")
@@ -175,6 +185,189 @@ def test_columns_are_read_only(bench):
         bench.mean_acc[0] = 0.0
 
 
+# ---------------------------------------------------------------- search queries and the budget
+
+
+def test_accuracy_of_a_seed_the_mean_and_a_random_seed(bench, published):
+    value = published["10201201"]
+    assert bench.accuracy("10201201", seed=1) == value["test_acc"][1]
+    assert bench.accuracy("10201201") == pytest.approx(value["mean_acc"], abs=1e-5)
+    drawn = {bench.accuracy("10201201", seed="random", rng=seed) for seed in range(40)}
+    assert drawn == set(value["test_acc"])  # every seed can be drawn, nothing else
+    rng = np.random.default_rng(5)
+    again = np.random.default_rng(5)
+    assert bench.accuracy("10201201", seed="random", rng=rng) == bench.accuracy("10201201", seed="random", rng=again)
+    with pytest.raises(ValueError, match="invalid rng None"):
+        bench.accuracy("10201201", seed="random")
+    for bad in (3, -1, "first", True, 1.0):
+        with pytest.raises(ValueError, match=f"invalid seed {bad!r}: expected None .*, 'random' or an int in 0..2"):
+            bench.accuracy("10201201", seed=bad)
+
+
+def test_published_file_has_no_curves_no_final_metric_and_no_training_time(bench):
+    assert bench.metric == "best" and bench.metrics() == ("best",) and bench.eval_acc is None
+    with pytest.raises(BenchmarkError, match="has no learning curves .*epoch 10") as info:
+        bench.accuracy("12012012", epoch=10)
+    assert isinstance(info.value, UserError) and "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="invalid metric 'final': expected one of best"):
+        bench.accuracy("12012012", metric="final")
+    with pytest.raises(BenchmarkError, match="records no training time .*FLOPs proxy"):
+        bench.train_time("12012012")
+
+
+def test_best_under_constraints_is_the_brute_force_answer(bench, published):
+    canonical_values = {canonical(k): v for k, v in published.items()}
+    for max_flops, max_params in ((None, None), (50e6, None), (None, 1e6), (100e6, 2e6), (7_713_280, None)):
+        fits = [
+            (v["mean_acc"], code)
+            for code, v in canonical_values.items()
+            if (max_flops is None or v["flops"] <= max_flops) and (max_params is None or v["params"] <= max_params)
+        ]
+        top_acc = max(acc for acc, _ in fits)
+        expected = min(code for acc, code in fits if acc == top_acc)  # ties by code
+        assert bench.best(max_flops=max_flops, max_params=max_params).code == expected
+    assert bench.best() == bench.top(1)[0]
+    with pytest.raises(ValueError, match="no architecture .* flops <= 1000"):
+        bench.best(max_flops=1000)
+    with pytest.raises(ValueError, match="invalid max_params -1"):
+        bench.best(max_params=-1)
+
+
+def test_budget_charges_each_network_once_with_the_flops_proxy(bench):
+    budget = Budget()
+    flops = bench.query("10210210").flops
+    first = bench.accuracy("10201201", seed="random", rng=0, budget=budget)
+    assert (budget.queries, budget.seconds) == (1, pytest.approx(flops * PROXY_SECONDS_PER_MAC))
+    for code in ("10210210", "10201201", "10210201"):  # one network, three codes: a random seed is the paid one
+        assert bench.accuracy(code, seed="random", rng=99, budget=budget) == first
+    assert (budget.queries, budget.seconds) == (1, pytest.approx(flops * PROXY_SECONDS_PER_MAC))
+    bench.query("10201201", budget=budget)  # all seeds: the two not paid yet are charged
+    assert (budget.queries, budget.seconds) == (1, pytest.approx(3 * flops * PROXY_SECONDS_PER_MAC))
+    bench.accuracy("00000000", budget=budget)
+    assert budget.queries == 2 and set(budget.paid) == {"10210210", "00000000"}
+    budget.reset()
+    assert (budget.queries, budget.seconds, budget.paid) == (0, 0.0, {})
+    assert "FLOPs proxy" in bench.time_source
+
+
+def _extended_doc(codes, metric: str = "final", epochs: int = 4) -> dict:
+    """A valid extended export of `codes`: seed s of code i has best 60 + i + s, final 1 point lower, a linear curve
+    to the final value, and a recorded training time of 100 + 10 s seconds."""
+    archs = {}
+    for i, code in enumerate(sorted(codes)):
+        runs = []
+        for seed in range(3):
+            best, final = 60.0 + i + seed, 59.0 + i + seed
+            curve = np.linspace(final - epochs + 1, final, epochs)
+            runs.append({
+                "seed": seed, "test_acc_best": best, "test_acc_final": final, "best_epoch": epochs - 1,
+                "epochs": epochs, "train_time_s": 100.0 + 10 * seed, "run_name": f"{code}-s{seed}", "wandb_id": None,
+                "wandb_url": None, "finished_at": None, "curves": {"eval_acc": extended.encode_curve(curve.tolist())},
+            })  # fmt: skip
+        archs[code] = {"params": 1000 + i, "flops": 10_000 + i, "ptflops_macs": None, "runs": runs}
+    provenance = {key: {} for key in extended.PROVENANCE_KEYS} | {"metric": metric, "sources": []}
+    return {"format": extended.FORMAT, "version": extended.VERSION, "created_at": "", "provenance": provenance,
+            "archs": archs}  # fmt: skip
+
+
+def test_extended_file_answers_both_metrics_epochs_and_training_time(tmp_path):
+    codes = ["00000000", "12012012", "22212220"]
+    bench = Benchmark.load(_write(tmp_path / "ext.json", _extended_doc(codes, metric="final")))
+    assert bench.metric == "final" and bench.metrics() == ("final", "best")
+    assert bench.accuracy("12012012", seed=2) == 62.0 and bench.accuracy("12012012", seed=2, metric="best") == 63.0
+    assert bench.accuracy("22212220", metric="best") == pytest.approx(63.0)
+    assert bench.accuracy("12012012", seed=1, epoch=3) == pytest.approx(61.0)  # the last epoch is the final value
+    assert bench.accuracy("12012012", seed=1, epoch=0) == pytest.approx(58.0)
+    assert bench.train_time("12012012", seed=2) == 120.0 and bench.train_time("12012012") == 110.0
+    assert bench.time_source == "recorded train_time_s"
+    with pytest.raises(ValueError, match="invalid epoch 4: expected an int in 0..3"):
+        bench.accuracy("12012012", epoch=4)
+    with pytest.raises(ValueError, match="pass metric or epoch, not both"):
+        bench.accuracy("12012012", metric="best", epoch=1)
+    budget = Budget()
+    bench.accuracy("12012012", seed=0, epoch=1, budget=budget)  # half of a 100 s run
+    assert budget.seconds == pytest.approx(50.0)
+    bench.accuracy("12012012", seed=0, budget=budget)  # the rest of that run
+    assert (budget.queries, budget.seconds) == (1, pytest.approx(100.0))
+    assert (
+        len(bench.sha256) == 64
+        and bench.sha256 != Benchmark.load(_write(tmp_path / "b.json", _extended_doc(codes[:2]))).sha256
+    )
+
+
+# ---------------------------------------------------------------- the download cache
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without logging requests to stderr."""
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server:
+    """A static file server on 127.0.0.1 (a daemon thread) for one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(folder))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def cache_env(tmp_path, monkeypatch) -> Path:
+    """An empty cache folder in tmp_path, NBM_BENCHMARK unset: nothing touches the real home cache."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NBM_CACHE_DIR", str(cache))
+    monkeypatch.delenv("NBM_BENCHMARK", raising=False)
+    monkeypatch.setenv("NBM_BENCHMARK_URL", (tmp_path / "nowhere.json").as_uri())
+    return cache
+
+
+def test_load_without_a_path_downloads_once_from_a_file_url(cache_env, published_path, monkeypatch):
+    with pytest.raises(UserError, match="no benchmark file: .*NBM_BENCHMARK"):
+        benchmark_path()  # without download: only the cache, which is empty
+    monkeypatch.setenv("NBM_BENCHMARK_URL", published_path.resolve().as_uri())
+    bench = Benchmark.load()
+    cached = cache_env / "nas-bench-macro_cifar10.json"
+    assert len(bench) == 3969 and bench.source == str(cached) and bench.sha256 == PUBLISHED_SHA256
+    assert cached.read_bytes() == published_path.read_bytes() and [p.name for p in cache_env.iterdir()] == [cached.name]
+    monkeypatch.setenv("NBM_BENCHMARK_URL", "file:///nonexistent/nas-bench-macro_cifar10.json")
+    assert Benchmark.load().sha256 == PUBLISHED_SHA256 and benchmark_path() == cached  # from the cache, no download
+    monkeypatch.setenv("NBM_BENCHMARK", str(published_path))
+    assert benchmark_path() == published_path  # the variable comes before the cache
+
+
+def test_download_over_http_and_a_sha256_mismatch_leaves_nothing(cache_env, published_path, tmp_path):
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "good.json").write_bytes(published_path.read_bytes())
+    (served / "bad.json").write_bytes(published_path.read_bytes().replace(b"93.13", b"93.14", 1))
+    server = _Server(served)
+    try:
+        with pytest.raises(UserError, match=f"has sha256 [0-9a-f]{{64}}, expected {PUBLISHED_SHA256}") as info:
+            published_file(url=f"{server.url}/bad.json")
+        assert "\n" not in str(info.value) and "NBM_BENCHMARK" in str(info.value)
+        assert not cache_env.exists() or list(cache_env.iterdir()) == []
+        path = published_file(url=f"{server.url}/good.json")
+    finally:
+        server.close()
+    assert path.read_bytes() == published_path.read_bytes() and list(cache_env.iterdir()) == [path]
+
+
+def test_offline_download_is_one_line_naming_url_cache_and_variable(cache_env):
+    url = "http://127.0.0.1:9/nas-bench-macro_cifar10.json"  # the discard port: nothing listens
+    with pytest.raises(UserError) as info:
+        published_file(url=url)
+    message = str(info.value)
+    assert "\n" not in message and url in message and str(cache_env) in message and "NBM_BENCHMARK" in message
+
+
 # ---------------------------------------------------------------- loading errors
 
 
@@ -262,9 +455,11 @@ def test_compare_with_itself_is_perfect(bench):
     result = compare(bench, bench)
     assert isinstance(result, Comparison) and result.n_shared == 3969
     assert (result.kendall_tau, result.spearman_rho) == (1.0, 1.0)
-    assert (result.mean_abs_diff, result.max_abs_diff) == (0.0, 0.0)
+    assert (result.mean_abs_diff, result.max_abs_diff, result.mean_diff, result.tau_se) == (0.0, 0.0, 0.0, 0.0)
     assert result.top_k_overlap == {10: 1.0, 100: 1.0}
-    assert result.noise_tau_a == result.noise_tau_b and 0.5 < result.noise_tau_a < 1 and result.within_noise
+    assert result.noise_tau_a == result.noise_tau_b and 0.5 < result.noise_tau_a < 1
+    assert result.within_noise is True and result.same_level is True and result.notes == ()
+    assert result.noise_tau_a < result.ceiling_tau < 1  # 3-seed means are less noisy than single seeds
 
 
 def test_compare_against_perturbed_copy(tmp_path, bench, published):
@@ -282,9 +477,77 @@ def test_compare_against_perturbed_copy(tmp_path, bench, published):
 def test_compare_uses_shared_architectures_only(bench):
     subset = Benchmark.from_records([bench.query(code) for code in bench.sample(500, seed=3)], source="subset")
     result = compare(bench, subset, ks=(10, 1000))
-    assert result.n_shared == 500 and result.kendall_tau == 1.0 and result.top_k_overlap == {10: 1.0, 1000: 1.0}
+    assert result.n_shared == 500 and result.kendall_tau == 1.0 and result.top_k_overlap == {10: 1.0}
+    assert "top-k overlap omitted for k = [1000]: k must be at most n_shared/10 = 50" in result.notes
     with pytest.raises(KeyError, match="not in subset"):
         subset.query(next(code for code in bench.archs() if code not in subset))
+
+
+def _with_seeds(bench: Benchmark, test_acc: np.ndarray, source: str, metric: str = "best") -> Benchmark:
+    """bench's architectures with other per-seed accuracies (mean and std recomputed from them)."""
+    records = [
+        Record(code, tuple(acc.tolist()), float(acc.mean()), float(acc.std()), int(p), int(f))
+        for code, acc, p, f in zip(bench.codes, test_acc, bench.params, bench.flops)
+    ]
+    return Benchmark.from_records(records, source, metric=metric)
+
+
+def test_three_shared_architectures_give_no_ranking_verdict(bench):
+    from nbm_lightning.bench.__main__ import _comparison_lines
+
+    codes = ["00000000", "12012012", "22212220"]  # a new user's export of three 1-epoch runs
+    tiny = Benchmark.from_records([bench.query(c) for c in codes], "tiny")
+    tiny = _with_seeds(tiny, np.array([[24.0, 26.0, 25.0], [26.5, 25.0, 27.0], [23.0, 24.5, 26.0]]), "tiny")
+    result = compare(tiny, bench)
+    assert result.n_shared == 3 and result.within_noise is None and result.top_k_overlap == {}
+    assert f"no ranking verdict: 3 shared architectures, at least {MIN_SHARED} needed" in result.notes
+    assert result.same_level is False and result.mean_diff < -50  # 1-epoch runs: a level apart, and said so
+    text = "\n".join(_comparison_lines(result))
+    assert "ranking verdict    no verdict" in text and "within seed noise" not in text and "top-10" not in text
+    assert "levels differ beyond seed noise" in text
+    few = Benchmark.from_records([bench.query(c) for c in bench.archs()[: MIN_SHARED - 1]], "few")
+    enough = Benchmark.from_records([bench.query(c) for c in bench.archs()[:MIN_SHARED]], "enough")
+    assert compare(few, bench).within_noise is None and compare(enough, bench).within_noise is True
+
+
+def test_the_ceiling_model_reproduces_the_published_seed_to_seed_tau(bench):
+    from nbm_lightning.bench.compare import noise_ceiling, seed_variance
+
+    mu = bench.test_acc.mean(axis=1)
+    ceiling, spread = noise_ceiling(mu, seed_variance([bench.test_acc], mu), 1, 1, np.random.default_rng(0))
+    assert ceiling == pytest.approx(seed_noise_tau(bench.test_acc), abs=0.003) and 0 < spread < 0.005
+
+
+def test_disjoint_seeds_of_the_published_file_rank_within_noise(bench):
+    seed0 = _with_seeds(bench, bench.test_acc[:, :1], "seed 0")
+    seeds12 = _with_seeds(bench, bench.test_acc[:, 1:], "seeds 1 and 2")
+    result = compare(seed0, seeds12)
+    assert (result.seeds_a, result.seeds_b) == (1, 2) and result.within_noise is True and result.same_level is True
+    assert abs(result.kendall_tau - result.ceiling_tau) < 0.01  # the like-for-like ceiling is where the tau lands
+    assert result.ceiling_tau > seed_noise_tau(bench.test_acc) + 0.01  # above the old, lenient single-seed bar
+    assert 0 < result.tau_se < 0.01 and result.noise_tau_b == pytest.approx(0.879, abs=0.001)
+
+
+def test_shuffled_accuracies_rank_beyond_noise(bench):
+    shuffled = _with_seeds(bench, bench.test_acc[np.random.default_rng(0).permutation(len(bench))], "shuffled")
+    result = compare(bench, shuffled)
+    assert abs(result.kendall_tau) < 0.1 and result.ceiling_tau > 0.9 and result.within_noise is False
+    assert result.same_level is True  # the same accuracies, only on other architectures
+
+
+def test_a_constant_offset_is_a_level_difference_not_a_ranking_one(bench):
+    result = compare(bench, _with_seeds(bench, bench.test_acc + 5.0, "shifted"))
+    assert result.mean_diff == pytest.approx(-5.0, abs=1e-4) and result.same_level is False
+    assert result.within_noise is True and result.kendall_tau > 0.999 and 0 < result.level_sd < 0.1
+
+
+def test_compare_warns_when_the_metrics_differ(bench):
+    subset = Benchmark.from_records([bench.query(c) for c in bench.archs()[:300]], "best")
+    final = _with_seeds(subset, subset.test_acc - 1.0, "final", metric="final")
+    result = compare(final, subset)
+    assert (result.metric_a, result.metric_b) == ("final", "best")
+    assert any(n.startswith("warning: a holds final-epoch accuracies and b best-over-epochs") for n in result.notes)
+    assert not any(n.startswith("warning") for n in compare(subset, subset).notes)
 
 
 # ---------------------------------------------------------------- plots
@@ -309,8 +572,14 @@ def test_plot_compare_writes_a_png(tmp_path, bench, published):
 # ---------------------------------------------------------------- command line
 
 
+OFFLINE = {  # no NBM_BENCHMARK, an empty cache, and a download URL that does not exist: never the network
+    "NBM_CACHE_DIR": "/nonexistent/nbm_lightning-cache",
+    "NBM_BENCHMARK_URL": "file:///nonexistent/nas-bench-macro_cifar10.json",
+}
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    environ = {k: v for k, v in os.environ.items() if k != "NBM_BENCHMARK"} | (env or {})
+    environ = {k: v for k, v in os.environ.items() if k != "NBM_BENCHMARK"} | OFFLINE | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "nbm_lightning.bench", *args], capture_output=True, text=True, env=environ, timeout=120
     )
@@ -324,6 +593,7 @@ def test_cli_query_top_and_compare_json(published_path):
     assert top.returncode == 0 and top.stdout.splitlines()[1].split()[:3] == ["1", "22212220", "93.13"]
     comp = _cli("compare", str(published_path), str(published_path), "--json")
     assert comp.returncode == 0 and json.loads(comp.stdout)["kendall_tau"] == 1.0
+    assert json.loads(comp.stdout)["within_noise"] is True and json.loads(comp.stdout)["same_level"] is True
 
 
 def test_cli_plot_writes_pngs_that_open(tmp_path, published_path):

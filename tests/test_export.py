@@ -10,11 +10,14 @@ from types import SimpleNamespace
 
 import pytest
 
+from nbm_lightning import runkeys
 from nbm_lightning.cli import run_main
 from nbm_lightning.complexity import complexity
 from nbm_lightning.config import SEEDS, Recipe
 from nbm_lightning.export import __main__ as export
 from nbm_lightning.export import extended
+from nbm_lightning.export.sources import record_from_wandb
+from nbm_lightning.record import RunRecord
 from nbm_lightning.search_space import all_codes, canonical, unique_codes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -288,8 +291,22 @@ def test_bad_values_exit_2(argv, capsys):
 # ---------------------------------------------------------------- W&B source
 
 
+class FakeFile(SimpleNamespace):
+    """What the exporter reads of a wandb.apis.public.File: name, size, download(root, replace)."""
+
+    def download(self, root=".", replace=False, **kwargs):
+        FakeApi.downloads.append(self.name)
+        path = Path(root) / self.name
+        path.write_text(self.text)
+        return open(path)
+
+
 class FakeRun(SimpleNamespace):
-    """What the exporter reads of a wandb.apis.public.Run."""
+    """What the exporter reads of a wandb.apis.public.Run: config, summary, and files (`saved`: name -> text)."""
+
+    def files(self, names=None, **kwargs):
+        saved = getattr(self, "saved", {})
+        return [FakeFile(name=n, size=len(t), text=t) for n, t in saved.items() if not names or n in names]
 
 
 class FakeApi:
@@ -297,6 +314,7 @@ class FakeApi:
 
     calls: list[dict] = []
     served: list[FakeRun] = []
+    downloads: list[str] = []  # names of the files downloaded
 
     def __init__(self, **kwargs):
         self.kwargs = kwargs
@@ -306,8 +324,12 @@ class FakeApi:
         return iter(FakeApi.served)
 
 
-def fake_run(record: dict, run_id: str | None = None) -> FakeRun:
-    """The W&B view of a record: config = identity + recipe + execution + complexity; summary = headline numbers."""
+def fake_run(record: dict, run_id: str | None = None, current: bool = False, saved: bool = False) -> FakeRun:
+    """The W&B view of a record: config = identity + recipe + execution + complexity; summary = headline numbers.
+
+    `current`: as `fit` logs today (runkeys: the architecture keys in the config, the whole summary);
+    otherwise as the first release did. `saved`: the run holds its record as a file (runkeys.RECORD_FILE).
+    """
     config = {
         k: record[k]
         for k in ("arch", "canonical", "seed", "run_name", "recipe_hash", "params", "flops", "ptflops_macs")
@@ -317,6 +339,9 @@ def fake_run(record: dict, run_id: str | None = None) -> FakeRun:
         k: record[k]
         for k in ("params", "flops", "ptflops_macs", "status", "test_acc_final", "test_acc_best", "best_epoch")
     }
+    if current:
+        config.update(runkeys.record_config(RunRecord.from_dict(record)))
+        summary.update(runkeys.summary(RunRecord.from_dict(record)))
     summary.update({"eval/acc": {"max": record["test_acc_best"], "last": record["test_acc_final"]}, "_runtime": 600})
     run_id = run_id or record["wandb"]["id"]
     return FakeRun(
@@ -328,6 +353,7 @@ def fake_run(record: dict, run_id: str | None = None) -> FakeRun:
         sweep=SimpleNamespace(id="sweep1"),
         url=f"https://wandb.example/ent/proj/runs/{run_id}",
         created_at=FINISHED_AT.replace("+00:00", "Z"),
+        saved={runkeys.RECORD_FILE: json.dumps(record)} if saved else {},
     )
 
 
@@ -335,7 +361,7 @@ def fake_run(record: dict, run_id: str | None = None) -> FakeRun:
 def fake_wandb(monkeypatch):
     import wandb
 
-    FakeApi.calls, FakeApi.served = [], []
+    FakeApi.calls, FakeApi.served, FakeApi.downloads = [], [], []
     monkeypatch.setattr(wandb, "Api", FakeApi)
     return FakeApi
 
@@ -404,3 +430,33 @@ def test_wandb_failure_is_one_line(monkeypatch, tmp_path, capsys):
     assert run_export("--from", "wandb:ent/proj", "--format", "original", "--out", str(tmp_path / "o.json")) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "W&B query of 'ent/proj' failed: ConnectionError: no route to api.wandb.ai" in err
+
+
+def test_wandb_source_reads_the_saved_record_for_the_extended_format(fake_wandb, tmp_path, capsys):
+    records = full([A, B])
+    corrupt = fake_run(rec(C, 0), current=True)
+    corrupt.saved = {runkeys.RECORD_FILE: "{not json"}
+    fake_wandb.served = [fake_run(r, current=True, saved=r["canonical"] == A) for r in records] + [corrupt]
+    out = tmp_path / "ext.json"
+    argv = ["--from", "wandb:ent/proj", "--format", "extended", "--out", str(out), "--allow-partial"]
+    assert run_export(*argv) == 0
+    archs = extended.load(out)["archs"]
+    for seed, run in enumerate(archs[A]["runs"]):  # saved record: its curves, versions and exact times
+        curves = extended.decode_curves(run)
+        assert curves["eval_acc"].tolist() == pytest.approx(records[seed]["curves"]["eval_acc"], rel=1e-6)
+        assert run["finished_at"] == FINISHED_AT and run["train_time_s"] == pytest.approx(records[seed]["train_time_s"])
+    for seed, run in enumerate(archs[B]["runs"]):  # no saved record: config and summary (its train time and end)
+        assert run["curves"] is None and run["finished_at"] == FINISHED_AT
+        assert run["train_time_s"] == pytest.approx(records[3 + seed]["train_time_s"])  # not the run's _runtime
+    assert sorted(FakeApi.downloads) == [runkeys.RECORD_FILE] * 4
+    assert f"rejected wandb:ent/proj/{C}s0: not an nbm_lightning run: corrupt run record" in capsys.readouterr().err
+    FakeApi.downloads.clear()
+    assert run_export("--from", "wandb:ent/proj", "--format", "original", "--out", str(out), "--allow-partial") == 0
+    assert FakeApi.downloads == []  # the original format needs no curves: no file is fetched
+
+
+def test_a_wandb_run_without_the_new_keys_gets_them_derived():
+    derived = record_from_wandb(fake_run(rec("10210210", 1, arch="10201201")))  # logged before schema version 3
+    assert derived.layers == runkeys.layer_ops("10201201") and derived.n_nonzero == 5
+    assert derived.op_counts == {"identity": 3, "mb_k3_e3": 3, "mb_k5_e6": 2}
+    assert derived.recipe_name == "published"

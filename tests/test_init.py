@@ -25,17 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def checksums(published_path: Path) -> dict:
-    """The 15 published initial-weight checksums, keyed `<code>-s<seed>`."""
-    path = Path(os.environ.get("NBM_INIT_CHECKSUMS", published_path.parent / "init_checksums.json"))
-    if not path.is_file():
-        if os.environ.get("NBM_REQUIRE_REFERENCE") == "1":
-            pytest.fail(f"NBM_REQUIRE_REFERENCE=1 but {path} is missing")
-        pytest.skip(f"init_checksums.json not found at {path} (set NBM_INIT_CHECKSUMS)")
-    data = json.loads(path.read_text())
-    if data["torch"].split("+")[0] != torch.__version__.split("+")[0]:
-        pytest.skip(f"checksums were computed with torch {data['torch']}, this is {torch.__version__}")
-    return data["checksums"]
+def checksums(init_checksums: dict) -> dict:
+    """The 15 published initial-weight checksums (conftest.py), keyed `<code>-s<seed>`."""
+    return init_checksums
 
 
 def test_digest_reads_float32_le_bytes_in_parameter_order():

@@ -1,5 +1,6 @@
 """MacroNet and its complexity, pinned to the published file."""
 
+import struct
 import subprocess
 import sys
 
@@ -111,6 +112,32 @@ def test_arch_cli_bad_code_exit_2_one_line(bad):
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and repr(bad) in lines[0] and "{0, 1, 2}" in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_arch_cli_plots_the_network(tmp_path):
+    out = tmp_path / "pics" / "arch.png"
+    proc = subprocess.run([sys.executable, "-m", "nbm_lightning.arch", "10201201", "--plot", str(out)],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    assert f"wrote {out}" in proc.stdout and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", out.read_bytes()[16:24])  # the IHDR chunk: the figure's size in pixels
+    assert width > 3 * height > 0 and not list(out.parent.glob(".*.tmp"))  # left to right; written atomically
+
+
+@pytest.mark.parametrize(
+    "argv, hide, message",
+    [(["10201201", "--plot", "."], None, "invalid --plot '.'"),
+     (["10201201", "--plot", "a.png"], "matplotlib", 'pip install "nbm_lightning[plots]"')],
+)  # fmt: skip
+def test_arch_cli_plot_errors_exit_2_one_line(argv, hide, message, monkeypatch, tmp_path, capsys):
+    from nbm_lightning import arch
+    from nbm_lightning.cli import run_main
+
+    monkeypatch.chdir(tmp_path)
+    if hide:
+        monkeypatch.setitem(sys.modules, hide, None)
+    assert run_main(arch.main, argv, prog=arch.PROG) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and not (tmp_path / "a.png").exists()
 
 
 @pytest.mark.parametrize("code", [SMALLEST, "10201201", "01002010", "21120102", LARGEST])

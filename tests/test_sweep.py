@@ -21,7 +21,7 @@ from nbm_lightning import sweep
 from nbm_lightning.cli import run_main
 from nbm_lightning.complexity import complexity
 from nbm_lightning.config import SEEDS, Recipe, load_yaml, split_overrides
-from nbm_lightning.fit import build_parser, resolve
+from nbm_lightning.fit import build_parser, resolve, resolve_all
 from nbm_lightning.job import GRID_SIZE, index_to_pair
 from nbm_lightning.search_space import is_canonical, unique_codes
 
@@ -201,11 +201,15 @@ def dry_run_lines(argv: list[str], capsys) -> list[str]:
     return capsys.readouterr().out.splitlines()
 
 
-def test_agents_dry_run_two_per_gpu(capsys):
-    lines = dry_run_lines(["--gpus", "0,1", "--per-gpu", "2"], capsys)
+@pytest.mark.parametrize(
+    "mode, program",
+    [("subprocess", "-m wandb agent"), ("inprocess", "-m nbm_lightning.agent"), (None, "-m nbm_lightning.agent")],
+)
+def test_agents_dry_run_two_per_gpu(capsys, mode, program):
+    lines = dry_run_lines(["--gpus", "0,1", "--per-gpu", "2"] + (["--mode", mode] if mode else []), capsys)
     assert len(lines) == 4
     assert [line.split("CUDA_VISIBLE_DEVICES=")[1].split()[0] for line in lines] == ["0", "0", "1", "1"]
-    assert all(line.endswith(f"{sys.executable} -m wandb agent ent/proj/abc123") for line in lines)
+    assert all(line.endswith(f"{sys.executable} {program} ent/proj/abc123") for line in lines)
 
 
 def test_agents_use_visible_devices_then_torch(monkeypatch, capsys):
@@ -277,8 +281,8 @@ def test_slurm_array_task_trains_its_pairs(task, per_task, indices, tmp_path, mo
     }
     subprocess.run(["bash", str(ROOT / "sweeps" / "slurm_array.sh")], env=env, check=True, capture_output=True)
     calls = [line.split() for line in (tmp_path / "calls").read_text().splitlines()]
-    assert [call[:2] for call in calls] == [["-m", "nbm_lightning.fit"]] * len(indices)
-    jobs = [resolve(build_parser().parse_args(call[2:])) for call in calls]
+    assert len(calls) == 1 and calls[0][:2] == ["-m", "nbm_lightning.fit"]  # one worker process per task
+    jobs = resolve_all(build_parser().parse_args(calls[0][2:]))
     assert [(job.arch, job.seed) for job in jobs] == [index_to_pair(n) for n in indices]
     assert {(job.execution.wandb_mode, job.execution.results_dir, job.execution.download) for job in jobs} == {
         ("offline", "/shared/results", False)

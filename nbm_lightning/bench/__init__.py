@@ -3,17 +3,23 @@
     from nbm_lightning.bench import Benchmark, compare
     bench = Benchmark.load("nas-bench-macro_cifar10.json")
     bench.query("10201201"); bench.top(5); bench.pareto(); compare(mine, bench)
+    Benchmark.load()  # no path: $NBM_BENCHMARK, else the published file, downloaded once into a cache
 
-Modules: `table` (the Benchmark and its file formats), `rankstats` (Kendall tau, Spearman rho, seed noise),
-`compare` (agreement of two files), `plots` (PNG figures), `__main__` (the command line).
+Modules: `table` (the Benchmark and its file formats), `budget` (the query budget counter), `fetch` (the
+published file's download cache), `rankstats` (Kendall tau, Spearman rho, seed noise), `compare` (agreement of
+two files), `plots` (PNG figures), `__main__` (the command line).
 """
 
 from ..errors import MissingDependency, require
+from .budget import Budget
 from .compare import Comparison, compare, shared_rows
+from .fetch import PUBLISHED_SHA256, PUBLISHED_URL, cache_dir, published_file
 from .rankstats import kendall_tau, seed_noise_tau, spearman_rho
 from .table import (
+    ACC_METRICS,
     ENV_BENCHMARK,
     METRICS,
+    PROXY_SECONDS_PER_MAC,
     PUBLISHED_NAME,
     Benchmark,
     BenchmarkError,
@@ -26,7 +32,8 @@ from .table import (
 )
 
 __all__ = [
-    "ENV_BENCHMARK", "METRICS", "PUBLISHED_NAME", "Benchmark", "BenchmarkError", "BenchmarkFormatError",
-    "Comparison", "Metric", "MissingDependency", "Record", "benchmark_path", "compare", "detect_format",
-    "kendall_tau", "pareto_rows", "require", "seed_noise_tau", "shared_rows", "spearman_rho",
+    "ACC_METRICS", "ENV_BENCHMARK", "METRICS", "PROXY_SECONDS_PER_MAC", "PUBLISHED_NAME", "PUBLISHED_SHA256",
+    "PUBLISHED_URL", "Benchmark", "BenchmarkError", "BenchmarkFormatError", "Budget", "Comparison", "Metric",
+    "MissingDependency", "Record", "benchmark_path", "cache_dir", "compare", "detect_format", "kendall_tau",
+    "pareto_rows", "published_file", "require", "seed_noise_tau", "shared_rows", "spearman_rho",
 ]  # fmt: skip

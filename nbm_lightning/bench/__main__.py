@@ -13,7 +13,7 @@ from typing import Any
 from ..cli import ArgParser, arch_code, int_arg, run_main
 from ..errors import UserError
 from .compare import Comparison, compare
-from .table import ENV_BENCHMARK, GET_PUBLISHED, METRICS, Benchmark, Record, benchmark_path
+from .table import GET_PUBLISHED, METRICS, Benchmark, Record
 
 PROG = "python -m nbm_lightning.bench"
 
@@ -55,20 +55,25 @@ def _table_lines(records: Sequence[Record]) -> list[str]:
 
 
 def _comparison_lines(c: Comparison) -> list[str]:
-    """A comparison as `name value` lines and a verdict against the seed noise."""
+    """A comparison as `name value` lines, a ranking verdict against the noise ceiling and a level verdict."""
     lines = [
-        f"a                  {c.a}",
-        f"b                  {c.b}",
+        f"a                  {c.a}  ({c.seeds_a} seeds, {c.metric_a})",
+        f"b                  {c.b}  ({c.seeds_b} seeds, {c.metric_b})",
         f"shared archs       {c.n_shared}",
-        f"Kendall tau-b      {c.kendall_tau:.4f}",
+        f"Kendall tau-b      {c.kendall_tau:.4f} +- {c.tau_se:.4f} (bootstrap se over architectures)",
         f"Spearman rho       {c.spearman_rho:.4f}",
+        f"noise ceiling tau  {c.ceiling_tau:.4f} +- {c.ceiling_sd:.4f} (two independent benchmarks of "
+        f"{c.seeds_a} and {c.seeds_b} seeds)",
+        f"seed-to-seed tau   a {c.noise_tau_a:.4f}  b {c.noise_tau_b:.4f}  (single seeds within each file)",
+        f"mean diff a-b      {c.mean_diff:+.4f} pp (seed-noise sd {c.level_sd:.4f} pp)",
         f"mean |diff|        {c.mean_abs_diff:.4f} pp",
         f"max |diff|         {c.max_abs_diff:.4f} pp",
     ]
     lines += [f"{f'top-{k} overlap':<18} {v:.3f}" for k, v in c.top_k_overlap.items()]
-    lines.append(f"seed-to-seed tau   a {c.noise_tau_a:.4f}  b {c.noise_tau_b:.4f}  (noise ceiling)")
-    verdict = "a and b rank within seed noise" if c.within_noise else "a and b rank apart beyond seed noise"
-    return lines + [f"verdict            {verdict}"]
+    rank = {None: "no verdict", True: "a and b rank within seed noise", False: "a and b rank apart beyond seed noise"}
+    level = {None: "no verdict", True: "same level within seed noise", False: "levels differ beyond seed noise"}
+    lines += [f"ranking verdict    {rank[c.within_noise]}", f"level verdict      {level[c.same_level]}"]
+    return lines + [f"note               {note}" for note in c.notes]
 
 
 def _emit(lines: list[str], payload: Any, as_json: bool) -> int:
@@ -79,13 +84,13 @@ def _emit(lines: list[str], payload: Any, as_json: bool) -> int:
 
 def _cmd_query(args: argparse.Namespace) -> int:
     """`query CODE`: one record."""
-    rec = Benchmark.load(benchmark_path(args.file)).query(args.code)
+    rec = Benchmark.load(args.file).query(args.code)
     return _emit(_record_lines(args.code, rec), {"query": args.code, **dataclasses.asdict(rec)}, args.json)
 
 
 def _cmd_top(args: argparse.Namespace) -> int:
     """`top K [--by METRIC]`: a ranked table."""
-    records = Benchmark.load(benchmark_path(args.file)).top(args.k, by=args.by)
+    records = Benchmark.load(args.file).top(args.k, by=args.by)
     return _emit(_table_lines(records), records, args.json)
 
 
@@ -105,7 +110,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     """`plot --out DIR`: histograms and accuracy vs FLOPs."""
-    bench = Benchmark.load(benchmark_path(args.file))
+    bench = Benchmark.load(args.file)
     from .plots import plot_all
 
     print("\n".join(map(str, _writing(args.out, lambda: plot_all(bench, args.out)))))
@@ -125,7 +130,7 @@ def build_parser() -> ArgParser:
     parser = ArgParser(prog=PROG, description="Query and compare NAS-Bench-Macro results files.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{query,top,compare,plot}")
     source = ArgParser(add_help=False)
-    source.add_argument("--file", help=f"benchmark JSON (default: ${ENV_BENCHMARK}; {GET_PUBLISHED})")
+    source.add_argument("--file", help=f"benchmark JSON (default: {GET_PUBLISHED})")
     as_json = ArgParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="print JSON instead of a table")
     query = sub.add_parser("query", parents=[source, as_json], help="the record of one code (any form)")

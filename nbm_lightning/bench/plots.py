@@ -19,7 +19,7 @@ from .table import METRICS, Benchmark
 DPI = 120  # resolution of every PNG
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     """A matplotlib Figure drawn by the Agg canvas (no pyplot, no global backend state)."""
     require("matplotlib", "plots", "plotting")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -30,7 +30,7 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-def _save(figure: Any, path: str | os.PathLike[str]) -> Path:
+def save_png(figure: Any, path: str | os.PathLike[str]) -> Path:
     """Write a figure as PNG atomically (temporary file, then rename)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
@@ -44,20 +44,20 @@ def _display(bench: Benchmark, metric: str) -> np.ndarray:
 
 def plot_histograms(bench: Benchmark, out_dir: str | os.PathLike[str]) -> list[Path]:
     """Histograms of params, FLOPs and mean accuracy over the unique architectures (three panels)."""
-    figure = _figure(12, 3.6)
+    figure = new_figure(12, 3.6)
     for axes, metric in zip(figure.subplots(1, 3), ("params", "flops", "mean_acc")):
         axes.hist(_display(bench, metric), bins=40, color="tab:blue", edgecolor="white", linewidth=0.3)
         axes.set_xlabel(METRICS[metric].label)
         axes.set_ylabel("architectures")
     figure.suptitle(f"{len(bench)} unique architectures of {Path(bench.source).name}")
-    return [_save(figure, Path(out_dir) / "histograms.png")]
+    return [save_png(figure, Path(out_dir) / "histograms.png")]
 
 
 def plot_pareto(bench: Benchmark, out_dir: str | os.PathLike[str], x: str = "flops") -> Path:
     """Mean accuracy against a cost (flops or params), the Pareto front marked."""
     front = [bench.row(r.code) for r in bench.pareto(x=x)]
     cost, acc = _display(bench, x), _display(bench, "mean_acc")
-    figure = _figure(7, 5)
+    figure = new_figure(7, 5)
     axes = figure.subplots()
     axes.scatter(cost, acc, s=4, color="0.6", alpha=0.6, label=f"all {len(bench)} architectures")
     axes.plot(cost[front], acc[front], "o-", color="tab:red", markersize=4, label=f"Pareto front ({len(front)})")
@@ -68,7 +68,7 @@ def plot_pareto(bench: Benchmark, out_dir: str | os.PathLike[str], x: str = "flo
     )
     axes.legend(loc="lower right")
     axes.grid(alpha=0.3)
-    return _save(figure, Path(out_dir) / f"accuracy_vs_{x}.png")
+    return save_png(figure, Path(out_dir) / f"accuracy_vs_{x}.png")
 
 
 def plot_all(bench: Benchmark, out_dir: str | os.PathLike[str]) -> list[Path]:
@@ -81,7 +81,7 @@ def plot_compare(a: Benchmark, b: Benchmark, out_dir: str | os.PathLike[str], re
     result = result or compare(a, b)
     rows_a, rows_b = shared_rows(a, b)
     x, y = a.mean_acc[rows_a], b.mean_acc[rows_b]
-    figure = _figure(6, 6)
+    figure = new_figure(6, 6)
     axes = figure.subplots()
     axes.scatter(x, y, s=4, alpha=0.5, color="tab:blue")
     low, high = math.floor(min(x.min(), y.min())), math.ceil(max(x.max(), y.max()))
@@ -94,4 +94,4 @@ def plot_compare(a: Benchmark, b: Benchmark, out_dir: str | os.PathLike[str], re
     )
     axes.legend(loc="lower right")
     axes.grid(alpha=0.3)
-    return _save(figure, Path(out_dir) / "compare_mean_acc.png")
+    return save_png(figure, Path(out_dir) / "compare_mean_acc.png")

@@ -1,17 +1,20 @@
 """The benchmark table: one row per canonical architecture in read-only numpy columns, and its file formats.
 
 `Benchmark.load(path)` reads the published format or this project's extended export (auto-detected; the
-extended one by its primary metric, best or final); `query`, `archs`, `top`, `pareto`, `sample` and
-`to_frame` answer from numpy arrays. `benchmark_path` finds the file: an explicit path, else the one
-environment variable `NBM_BENCHMARK`.
+extended one by its primary metric, best or final, and with both metrics, training times and learning curves);
+`query`, `accuracy`, `train_time`, `best`, `archs`, `top`, `pareto`, `sample` and `to_frame` answer from numpy
+arrays, and every query can be charged to a `Budget`. `benchmark_path` finds the file: an explicit path, else
+the one environment variable `NBM_BENCHMARK`, else the cached published file (`fetch`: downloaded once).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -19,15 +22,23 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_choice, check_int
+from ..checks import check_choice, check_int, check_number, fail
 from ..errors import UserError, require
 from ..record import METRIC_FIELDS
 from ..search_space import all_codes, canonical, unique_codes
+from .budget import Budget
+from .fetch import ENV_BENCHMARK, ENV_CACHE, ENV_URL, PUBLISHED_NAME, cache_dir, cached_published, published_file
 
-ENV_BENCHMARK = "NBM_BENCHMARK"  # the one environment variable naming the benchmark file (every command reads it)
-PUBLISHED_NAME = "nas-bench-macro_cifar10.json"
-GET_PUBLISHED = f"get {PUBLISHED_NAME} from the xiusu/NAS-Bench-Macro GitHub repository"
+GET_PUBLISHED = (  # where a command's benchmark file comes from, for help texts
+    f"${ENV_BENCHMARK}, else {PUBLISHED_NAME} from the xiusu/NAS-Bench-Macro GitHub repository, downloaded once "
+    f"into a cache: ${ENV_CACHE}, else ~/.cache/nbm_lightning; ${ENV_URL} overrides the URL"
+)
 FIELDS = ("test_acc", "mean_acc", "std", "params", "flops")  # keys of one record in the published format
+ACC_METRICS = tuple(METRIC_FIELDS)  # per-seed accuracies a file may hold: "best" (max over epochs), "final"
+PROXY_SECONDS_PER_MAC = 8e-6  # the FLOPs time proxy: simulated seconds of one training = this x flops, i.e.
+# 50 epochs x (3 x 50,000 training + 10,000 test images) MACs at an assumed 1e12 MAC/s; a proxy, not a measurement
+TIME_RECORDED = "recorded train_time_s"  # Benchmark.time_source where the file records every run's training time
+TIME_PROXY = f"FLOPs proxy ({PROXY_SECONDS_PER_MAC:g} s per MAC of flops; not measured)"  # otherwise
 EXTENDED_PREFIX = "nbm_lightning"  # the "format" value of this project's extended files starts with it
 
 
@@ -71,12 +82,20 @@ class Record:
     flops: int  # multiply-accumulates of conv and linear weights for one 3x32x32 image
 
 
-def benchmark_path(path: str | os.PathLike[str] | None = None) -> Path:
-    """The benchmark file: `path`, else $NBM_BENCHMARK; a UserError saying how to get the published file."""
+def benchmark_path(path: str | os.PathLike[str] | None = None, download: bool = False) -> Path:
+    """The benchmark file: `path`, else $NBM_BENCHMARK, else the cached published file (fetched once if `download`)."""
     chosen = path or os.environ.get(ENV_BENCHMARK)
-    if not chosen:
-        raise UserError(f"no benchmark file: pass a path (--file PATH) or set {ENV_BENCHMARK} ({GET_PUBLISHED})")
-    return Path(chosen)
+    if chosen:
+        return Path(chosen)
+    if download:
+        return published_file()
+    cached = cached_published()
+    if cached is None:
+        raise UserError(
+            f"no benchmark file: pass a path (--file PATH), set {ENV_BENCHMARK}, or let Benchmark.load() "
+            f"download the published file into {cache_dir() / PUBLISHED_NAME}"
+        )
+    return cached
 
 
 @cache
@@ -109,6 +128,13 @@ class Benchmark:
     params: np.ndarray  # (rows,) int64, parameters
     flops: np.ndarray  # (rows,) int64, MACs for one 3x32x32 image
     source: str = "<memory>"  # where the data came from (a path), for messages and tables
+    metric: str = "best"  # what test_acc holds: "best" (max over epochs: the published semantics) or "final"
+    accs: Mapping[str, np.ndarray] = field(default_factory=dict)  # every per-seed accuracy held: metric ->
+    # (rows, seeds) percent; test_acc is added under `metric`
+    train_time_s: np.ndarray | None = None  # (rows, seeds) recorded training seconds; None: the file records none
+    eval_acc: np.ndarray | None = None  # (rows, seeds, epochs) evaluation accuracy after each epoch, percent (NaN:
+    # no curve for that run); None: the file has no curves (the published file)
+    sha256: str = ""  # hex sha256 of the file's bytes ("" for a benchmark built in memory)
     _rows: dict[str, int] = field(init=False, default_factory=dict)  # canonical code -> row
 
     def __post_init__(self) -> None:
@@ -119,13 +145,18 @@ class Benchmark:
             len(column) != len(rows) for column in (self.test_acc, self.mean_acc, self.std, self.params, self.flops)
         ):
             raise ValueError("Benchmark columns must have one row per code")
+        check_choice("metric", self.metric, ACC_METRICS)
+        accs = {self.metric: self.test_acc, **self.accs}
+        if any(array.shape != self.test_acc.shape for array in accs.values()):
+            raise ValueError("Benchmark accuracies must have one row per code and one column per seed")
+        object.__setattr__(self, "accs", accs)
         object.__setattr__(self, "_rows", rows)
 
     def __repr__(self) -> str:
         return f"Benchmark({len(self)} archs, {self.test_acc.shape[1]} seeds, source={self.source!r})"
 
     @classmethod
-    def from_records(cls, records: Iterable[Record], source: str = "<memory>") -> Benchmark:
+    def from_records(cls, records: Iterable[Record], source: str = "<memory>", metric: str = "best") -> Benchmark:
         """Build a benchmark from records of distinct canonical codes (any order, equal seed counts)."""
         rows = sorted(records, key=lambda r: r.code)
         if not rows:
@@ -142,13 +173,15 @@ class Benchmark:
             params=_readonly([r.params for r in rows], np.int64),
             flops=_readonly([r.flops for r in rows], np.int64),
             source=source,
+            metric=metric,
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> Benchmark:
-        """Read a benchmark file, detecting its format; BenchmarkError (one line) for anything else."""
-        data, source = _read_json(path), str(path)
-        return _LOADERS[detect_format(data, source)](data, source)
+    def load(cls, path: str | os.PathLike[str] | None = None) -> Benchmark:
+        """Read a benchmark file (`benchmark_path`: no path downloads the published file once), detecting its format."""
+        path = benchmark_path(path, download=True)
+        (data, digest), source = _read_json(path), str(path)
+        return dataclasses.replace(_LOADERS[detect_format(data, source)](data, source), sha256=digest)
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -175,9 +208,107 @@ class Benchmark:
             flops=int(self.flops[row]),
         )
 
-    def query(self, code: object) -> Record:
-        """The record of any valid code, resolved to its canonical form (all seeds, no random choice)."""
-        return self.record(self.row(code))
+    def query(self, code: object, budget: Budget | None = None) -> Record:
+        """The record of any valid code, resolved to its canonical form (all seeds: each seed's run is charged)."""
+        row = self.row(code)
+        if budget is not None:
+            self._charge(budget, row, list(range(self.seeds)), None)
+        return self.record(row)
+
+    @property
+    def seeds(self) -> int:
+        """Seeds (training runs) per architecture."""
+        return int(self.test_acc.shape[1])
+
+    def metrics(self) -> tuple[str, ...]:
+        """The per-seed accuracies this file holds ("best", "final"), its primary one (test_acc) first."""
+        return tuple(self.accs)
+
+    def acc_table(self, metric: str | None = None, epoch: int | None = None) -> np.ndarray:
+        """(rows, seeds) accuracies, percent: a metric held (default: the primary one), or those after `epoch`."""
+        if epoch is None:
+            return self.accs[check_choice("metric", self.metric if metric is None else metric, self.metrics())]
+        if metric is not None:
+            raise ValueError(f"pass metric or epoch, not both (got metric {metric!r} and epoch {epoch!r})")
+        if self.eval_acc is None:
+            raise BenchmarkError(
+                f"{self.source} has no learning curves (the published file has none; an extended export of records "
+                f"has them): cannot answer the accuracy at epoch {epoch!r}"
+            )
+        return self.eval_acc[:, :, check_int("epoch", epoch, 0, self.eval_acc.shape[2] - 1)]
+
+    @property
+    def time_source(self) -> str:
+        """Where simulated training seconds come from: the file's recorded training times, else the FLOPs proxy."""
+        return TIME_PROXY if self.train_time_s is None else TIME_RECORDED
+
+    def seconds_table(self) -> np.ndarray:
+        """(rows, seeds) simulated seconds of each full training run (see `time_source`)."""
+        if self.train_time_s is not None:
+            return self.train_time_s
+        return np.repeat((self.flops * PROXY_SECONDS_PER_MAC)[:, None], self.seeds, axis=1)
+
+    def accuracy(
+        self,
+        code: object,
+        seed: int | str | None = None,
+        *,
+        metric: str | None = None,
+        epoch: int | None = None,
+        rng: np.random.Generator | int | None = None,
+        budget: Budget | None = None,
+    ) -> float:
+        """One architecture's accuracy, percent: the mean over seeds (seed None), one seed (an int), or one random
+        seed (seed "random", drawn with `rng`: NATS-Bench's is_random); of `metric` or after `epoch` (0-based)."""
+        row, table = self.row(code), self.acc_table(metric, epoch)
+        seeds = self._seeds(seed, row, rng, budget)
+        value = float(table[row, seeds].mean())
+        if math.isnan(value):
+            raise BenchmarkError(f"{self.source}: {self.codes[row]} has no curve for seed(s) {seeds}")
+        if budget is not None:
+            self._charge(budget, row, seeds, epoch)
+        return value
+
+    def _seeds(self, seed: object, row: int, rng: Any, budget: Budget | None) -> list[int]:
+        """The seeds a query reads: all, one, or a random one (the one already paid for, if any)."""
+        if seed is None:
+            return list(range(self.seeds))
+        if seed == "random":
+            paid = None if budget is None else budget.first_seed(self.codes[row])
+            if paid is not None:
+                return [paid]
+            if rng is None:
+                raise ValueError("invalid rng None: expected a numpy Generator or an int seed with seed='random'")
+            return [int(np.random.default_rng(rng).integers(self.seeds))]
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < self.seeds:
+            raise fail("seed", seed, f"None (the mean), 'random' or an int in 0..{self.seeds - 1}")
+        return [seed]
+
+    def _charge(self, budget: Budget, row: int, seeds: list[int], epoch: int | None) -> None:
+        """Charge the runs a query reads: whole trainings, or up to `epoch` of them."""
+        fraction = 1.0 if epoch is None or self.eval_acc is None else (epoch + 1) / self.eval_acc.shape[2]
+        budget.charge(self.codes[row], seeds, fraction, self.seconds_table()[row, seeds].tolist())
+
+    def train_time(self, code: object, seed: int | None = None) -> float:
+        """Recorded training seconds of one seed's run, or their mean over seeds; BenchmarkError where unrecorded."""
+        if self.train_time_s is None:
+            raise BenchmarkError(f"{self.source} records no training time (budgets charge the {TIME_PROXY})")
+        row = self.row(code)
+        if seed is None:
+            return float(self.train_time_s[row].mean())
+        return float(self.train_time_s[row, check_int("seed", seed, 0, self.seeds - 1)])
+
+    def best(self, max_flops: float | None = None, max_params: float | None = None) -> Record:
+        """The record of highest mean accuracy among those within the limits (ties by code); ValueError if none."""
+        keep = np.ones(len(self), dtype=bool)
+        if max_flops is not None:
+            keep &= self.flops <= check_number("max_flops", max_flops, 0)
+        if max_params is not None:
+            keep &= self.params <= check_number("max_params", max_params, 0)
+        rows = np.flatnonzero(keep)
+        if not len(rows):
+            raise ValueError(f"no architecture of {self.source} has flops <= {max_flops} and params <= {max_params}")
+        return self.record(int(rows[ranked(self.mean_acc[rows], True)[0]]))
 
     def archs(self) -> tuple[str, ...]:
         """The canonical codes in this benchmark, sorted (3969 for a complete file)."""
@@ -238,14 +369,14 @@ def pareto_rows(cost: np.ndarray, gain: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------- loading
 
 
-def _read_json(path: str | os.PathLike[str]) -> Any:
-    """Parse a JSON file; BenchmarkError (missing/unreadable) or BenchmarkFormatError (not JSON)."""
+def _read_json(path: str | os.PathLike[str]) -> tuple[Any, str]:
+    """A JSON file parsed, and its bytes' sha256; BenchmarkError (unreadable) or BenchmarkFormatError (not JSON)."""
     try:
         text = Path(path).read_bytes()
     except OSError as err:
         raise BenchmarkError(f"cannot read benchmark file {str(path)!r}: {err.strerror or err}") from None
     try:
-        return json.loads(text)
+        return json.loads(text), hashlib.sha256(text).hexdigest()
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise BenchmarkFormatError(f"benchmark file {str(path)!r} is not JSON: {err}") from None
 
@@ -272,10 +403,46 @@ def _load_extended(data: dict[str, Any], source: str) -> Benchmark:
         raise BenchmarkFormatError(str(err)) from None
     metric = data["provenance"]["metric"]
     key = METRIC_FIELDS[metric]
-    records = [_extended_record(code, arch, key, source) for code, arch in data["archs"].items()]
+    archs = sorted(data["archs"].items())  # row order of Benchmark.from_records
+    records = [_extended_record(code, arch, key, source) for code, arch in archs]
     if not records:
         raise BenchmarkFormatError(f"{source!r} holds no architectures")
-    return Benchmark.from_records(records, source)
+    runs = [arch["runs"] for _, arch in archs]
+    accs = {name: column for name, field_ in METRIC_FIELDS.items() if (column := _run_column(runs, field_)) is not None}
+    bench = Benchmark.from_records(records, source, metric=metric)
+    return dataclasses.replace(
+        bench, accs=accs, train_time_s=_run_column(runs, "train_time_s"), eval_acc=_eval_curves(runs)
+    )
+
+
+def _run_column(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray | None:
+    """(archs, seeds) values of one per-run field, read-only; None unless every run has a finite number."""
+    values = [[run.get(key) for run in arch] for arch in runs]
+    if not all(_number(v) for arch in values for v in arch):
+        return None
+    return _readonly(values, np.float64)
+
+
+def _eval_curves(runs: list[list[dict[str, Any]]]) -> np.ndarray | None:
+    """(archs, seeds, epochs) eval_acc curves (NaN where a run has none), read-only; None where no run has one."""
+    curves = [[_eval_acc(run) for run in arch] for arch in runs]
+    epochs = max((len(c) for arch in curves for c in arch), default=0)
+    if not epochs:
+        return None
+    array = np.full((len(curves), len(curves[0]), epochs), np.nan)
+    for i, arch in enumerate(curves):
+        for j, curve in enumerate(arch):
+            array[i, j, : len(curve)] = curve
+    array.flags.writeable = False
+    return array
+
+
+def _eval_acc(run: dict[str, Any]) -> np.ndarray:
+    """One run's eval_acc curve (empty where the run stores no curves)."""
+    from ..export.extended import decode_curve
+
+    curves = run.get("curves") or {}
+    return decode_curve(curves["eval_acc"]) if "eval_acc" in curves else np.empty(0)
 
 
 def _extended_record(code: str, arch: dict[str, Any], key: str, source: str) -> Record:

@@ -14,6 +14,11 @@ with `--allow-partial`). A last line says how many runs were read, used, rejecte
 `--metric best` is the published semantics (best test accuracy over the epochs: selection on the test
 set), `--metric final` the last epoch's. `--format extended` (nbm_lightning.export.extended) keeps every
 run, its curves and the provenance.
+
+`--wandb-artifact ENTITY/PROJECT` then logs the written file as a versioned W&B artifact (type `benchmark`,
+the provenance as metadata) with a W&B Table of the benchmark, one row per canonical code
+(nbm_lightning.export.artifact); offline where there are no W&B credentials. `--log-only FILE` with
+`--wandb-artifact` logs an existing export file instead, exporting nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ from ..config import SEEDS
 from ..errors import UserError
 from ..record import METRIC_FIELDS
 from ..search_space import unique_codes
-from .formats import FORMATS, incomplete_message, report, summary_line, write
+from ..tracking import WandbPath, parse_wandb_path
+from .artifact import log_benchmark
+from .formats import FORMATS, incomplete_message, provenance, report, summary_line, write
 from .rules import Selection, choose_recipe, complexity_pool, expected_complexity, select
 from .sources import parse_source, read_sources
 
@@ -42,11 +49,11 @@ def build_parser() -> ArgParser:
     """The export CLI."""
     parser = ArgParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
-        "--from", dest="sources", action="append", required=True, metavar="SOURCE",
-        help="a folder of run records, or wandb:ENTITY/PROJECT[/SWEEP_ID] (repeatable)",
+        "--from", dest="sources", action="append", metavar="SOURCE",
+        help="a folder of run records, or wandb:ENTITY/PROJECT[/SWEEP_ID] (repeatable; required unless --log-only)",
     )  # fmt: skip
-    parser.add_argument("--format", required=True, choices=FORMATS, help="published layout or extended schema")
-    parser.add_argument("--out", required=True, help="file to write (atomically)")
+    parser.add_argument("--format", choices=FORMATS, help="published layout or extended schema (required)")
+    parser.add_argument("--out", help="file to write (atomically; required)")
     parser.add_argument(
         "--metric", choices=tuple(METRIC_FIELDS), default=None,
         help="accuracy of the original format's test_acc: best (published; default there) or final "
@@ -58,7 +65,27 @@ def build_parser() -> ArgParser:
     parser.add_argument(
         "--recipe-hash", type=_hash_arg, default=None, help="export this recipe (default: the majority's)"
     )
+    parser.add_argument(
+        "--wandb-artifact", metavar="ENTITY/PROJECT", default=None,
+        help="log the written file as a W&B artifact (type benchmark) with a Table of the benchmark",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-only", metavar="FILE", default=None, help="with --wandb-artifact: log this existing export file only"
+    )
     return parser
+
+
+def _check_mode(parser: ArgParser, args: argparse.Namespace) -> None:
+    """Export (--from, --format, --out) or log an existing file (--log-only with --wandb-artifact): one, complete."""
+    values = {"--from": args.sources, "--format": args.format, "--out": args.out}
+    given = [flag for flag, value in values.items() if value]
+    if args.log_only is not None:
+        if given or not args.wandb_artifact:
+            parser.error("--log-only FILE needs --wandb-artifact ENTITY/PROJECT and takes no --from, --format or --out")
+        return
+    missing = [flag for flag in ("--from", "--format", "--out") if flag not in given]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
 
 
 def _hash_arg(text: str) -> str:
@@ -102,14 +129,28 @@ def _check_complete(selection: Selection, allow_partial: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse, export, print the summary line."""
-    args = build_parser().parse_args(argv)
+    """Parse, export, print the summary line; log the file as a W&B artifact where asked."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_mode(parser, args)
+    target = parse_wandb_path(args.wandb_artifact, "--wandb-artifact") if args.wandb_artifact else None
+    if args.log_only is not None:
+        _log(args.log_only, target, None)
+        return 0
     metric = args.metric or DEFAULT_METRIC[args.format]
     selection = export(args.sources, args.format, args.out, metric, args.allow_partial, args.recipe_hash)
     print(
         f"wrote {args.out} ({args.format}, metric {metric}, recipe {selection.recipe_hash}): {summary_line(selection)}"
     )
+    if target is not None:
+        _log(args.out, target, provenance(selection, args.sources, metric))
     return 0
+
+
+def _log(path: str, target: WandbPath, known: dict | None) -> None:
+    """Log an export file as the benchmark artifact and say where."""
+    name = log_benchmark(path, target, known)
+    print(f"logged {path} as W&B artifact {target}/{name} (type benchmark, with the Table 'benchmark')")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Where an export reads runs: folders of run records, and W&B projects or sweeps (config and summary).
+"""Where an export reads runs: folders of run records, and W&B projects or sweeps.
 
 Every source yields `Run`s: a `RunRecord` (the one owner of the record schema; a W&B run is turned into one)
-with the source it came from and, for the extended format, its curves already encoded.
+with the source it came from and, for the extended format, its curves already encoded. A W&B run is read
+from its config and summary (one paged query); for the extended format, the run record saved as a file of
+the run (`runkeys.RECORD_FILE`: curves and provenance) is used where the run has one.
 """
 
 from __future__ import annotations
@@ -10,19 +12,23 @@ import datetime as dt
 import inspect
 import math
 import re
+import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from ..config import Execution, Recipe, field_names
 from ..errors import UserError
-from ..record import RecordError, RunRecord
+from ..record import SCHEMA_VERSION, RecordError, RunRecord
+from ..runkeys import RECORD_FILE, SUMMARY_KEYS
 from . import extended
 
 WANDB_SPEC = re.compile(r"^wandb:([^/\s]+)/([^/\s]+)(?:/([^/\s]+))?$")  # wandb:ENTITY/PROJECT[/SWEEP_ID]
 WANDB_PAGE = 1000  # runs per page of the W&B query
 WANDB_TIMEOUT_S = 120  # per W&B API request
+WANDB_FILE_THREADS = 16  # record files downloaded at once (one or two requests per run)
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,7 @@ def read_sources(sources: Sequence[Source], keep_curves: bool) -> tuple[list[Run
         if source.folder is not None:
             runs += read_folder(source.folder, keep_curves)
         else:
-            got, bad = read_wandb(source.wandb_path, source.sweep_id)
+            got, bad = read_wandb(source.wandb_path, source.sweep_id, keep_curves)
             runs, rejected = runs + got, rejected + bad
     return runs, rejected
 
@@ -103,8 +109,8 @@ def from_record(record: RunRecord, source: str, keep_curves: bool = True) -> Run
     return Run(source, record.without_curves(), curves)
 
 
-def read_wandb(path: str, sweep_id: str | None) -> tuple[list[Run], list[Rejected]]:
-    """Finished runs of a W&B project (or one sweep of it), from their config and summary."""
+def read_wandb(path: str, sweep_id: str | None, with_files: bool = False) -> tuple[list[Run], list[Rejected]]:
+    """Finished runs of a W&B project (or one sweep of it): config and summary, or (`with_files`) their record file."""
     import wandb
 
     filters: dict[str, Any] = {"state": "finished"}
@@ -116,14 +122,44 @@ def read_wandb(path: str, sweep_id: str | None) -> tuple[list[Run], list[Rejecte
     except Exception as err:  # noqa: BLE001 (network, auth, unknown project: one line, not a traceback)
         first = str(err).splitlines()[0] if str(err) else ""
         raise UserError(f"W&B query of {path!r} failed: {type(err).__name__}: {first}") from None
+    try:
+        with ThreadPoolExecutor(WANDB_FILE_THREADS) as pool:
+            read = list(pool.map(lambda run: _read_run(run, f"wandb:{path}/{run.id}", with_files), fetched))
+    except Exception as err:  # noqa: BLE001 (a file download failed: one line, not a traceback)
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise UserError(f"reading the record files of {path!r} failed: {type(err).__name__}: {first}") from None
     runs, rejected = [], []
-    for run in fetched:
-        try:
-            runs.append(Run(f"wandb:{path}/{run.id}", record_from_wandb(run)))
-        except ValueError as err:
-            reason = f"not an nbm_lightning run: {err}"
-            rejected.append(Rejected(f"wandb:{path}/{run.id}", str(run.name), "foreign", reason))
+    for run, got in zip(fetched, read):
+        if isinstance(got, Run):
+            runs.append(got)
+        else:
+            rejected.append(Rejected(f"wandb:{path}/{run.id}", str(run.name), "foreign", got))
     return runs, rejected
+
+
+def _read_run(run: Any, source: str, with_files: bool) -> Run | str:
+    """A W&B run as a Run (its saved record where asked and present), or why it is not a run of this project."""
+    try:
+        saved = saved_record(run) if with_files else None
+        if saved is not None:
+            return from_record(saved, source, keep_curves=True)
+        return Run(source, record_from_wandb(run))
+    except ValueError as err:
+        return f"not an nbm_lightning run: {err}"
+
+
+def saved_record(run: Any) -> RunRecord | None:
+    """The run record saved as a file of the W&B run (curves included), or None where it has none."""
+    found = [f for f in run.files(names=[RECORD_FILE]) if f.name == RECORD_FILE and getattr(f, "size", 1)]
+    if not found:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        with found[0].download(root=folder, replace=True) as handle:
+            text = handle.read()
+    record = RunRecord.from_json(text, f"W&B run {run.id} file {RECORD_FILE}")
+    if record.wandb and record.wandb.get("id") not in (None, run.id):
+        raise RecordError(f"W&B run {run.id} holds the record of run {record.wandb.get('id')}")
+    return record
 
 
 def _eager(runs_method: Any) -> dict[str, Any]:
@@ -135,7 +171,9 @@ def record_from_wandb(run: Any) -> RunRecord:
     """A W&B run (its config and summary) as a RunRecord; ValueError where it is not a run of this project.
 
     The recipe hash is recomputed from the recipe fields of the config (runs logged before `tf32` joined the
-    recipe carry an older hash). No curves (the summary has none), versions or timestamps but the end.
+    recipe carry an older hash). No curves (the summary has none), versions or timestamps but the end; the
+    architecture fields are derived from `arch` by RunRecord. `train_time_s` is the summary's, else the
+    run's `_runtime` (runs logged before the summary carried it).
     """
     config, summary = dict(run.config), run.summary
     recipe = _recipe(config)
@@ -144,15 +182,17 @@ def record_from_wandb(run: Any) -> RunRecord:
         "schema": "nbm_lightning.run_record", "canonical": config.get("canonical"), "seed": config.get("seed"),
         "arch": config.get("arch"), "recipe": recipe, "recipe_hash": Recipe(**recipe).hash(),
         **_status(summary), **_get(summary, _SUMMARY), **both,
-        "train_time_s": _finite(summary.get("_runtime")), "execution": _execution(config),
+        "train_time_s": _finite(summary.get("train_time_s", summary.get("_runtime"))),
+        "execution": _execution(config),
         "device": {"name": config["device_name"]} if "device_name" in config else None,
         "wandb": {"id": run.id, "url": getattr(run, "url", None), "sweep_id": _sweep_id(run)},
-        "finished_at": _wandb_finished(run.created_at, summary.get("_runtime")), "schema_version": 2,
+        "finished_at": summary.get("finished_at") or _wandb_finished(run.created_at, summary.get("_runtime")),
+        "schema_version": SCHEMA_VERSION,
     }  # fmt: skip
     return RunRecord.from_dict(data, f"W&B run {run.id}")
 
 
-_SUMMARY = ("epochs_completed", "test_acc_final", "test_acc_best", "best_epoch", "error")
+_SUMMARY = tuple(k for k in SUMMARY_KEYS if k not in ("status", "train_time_s", "finished_at"))  # read as stored
 _COUNTS = ("params", "flops", "ptflops_macs")
 
 

@@ -1,0 +1,97 @@
+"""`python -m nbm_lightning.search {run,plot,table}`: search baselines on the benchmark, their curves and table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from ..bench.table import ACC_METRICS, GET_PUBLISHED, Benchmark
+from ..cli import ArgParser, int_arg, run_main
+from ..errors import UserError
+from ..search_space import unique_codes
+from .oracle import OBSERVATIONS, oracle
+from .runs import ALGORITHMS, TABLE_BUDGETS, read_runs, regrets, run_trials, runs_document, table_lines, write_runs
+
+PROG = "python -m nbm_lightning.search"
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    """`run`: trials of one algorithm, written as a runs file."""
+    bench = Benchmark.load(args.file)
+    try:
+        space = oracle(bench, args.observe, args.metric, args.epoch)
+    except ValueError as err:  # a metric the file does not hold, an epoch beyond its curves
+        raise UserError(str(err)) from None
+    trials = run_trials(space, args.algo, args.budget, range(args.seed, args.seed + args.trials))
+    document = runs_document(space, args.algo, args.budget, trials, bench.sha256)
+    try:
+        write_runs(args.out, document)
+    except OSError as err:
+        raise UserError(f"cannot write {args.out!r}: {err.strerror or err}") from None
+    final = regrets(document)[:, -1].mean()
+    print(f"{args.algo}: {args.trials} trials of budget {args.budget} ({args.observe}): mean regret {final:.3f} pp "
+          f"-> {args.out}")  # fmt: skip
+    return 0
+
+
+def _read_all(paths: Sequence[str]) -> list[dict]:
+    """Runs files, all of one benchmark (the same content hash)."""
+    files = [read_runs(path) for path in paths]
+    hashes = {f["benchmark"]["sha256"] for f in files}
+    if len(hashes) > 1:
+        raise UserError(f"runs files of different benchmarks (sha256 {', '.join(sorted(h[:12] for h in hashes))})")
+    return files
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    """`plot`: anytime curves of runs files in one PNG."""
+    from .plots import plot_anytime
+
+    files = _read_all(args.runs)
+    try:
+        print(plot_anytime(files, args.out))
+    except OSError as err:
+        raise UserError(f"cannot write {args.out!r}: {err.strerror or err}") from None
+    return 0
+
+
+def _cmd_table(args: argparse.Namespace) -> int:
+    """`table`: regret and rank at fixed budgets."""
+    print("\n".join(table_lines(_read_all(args.runs))))
+    return 0
+
+
+def build_parser() -> ArgParser:
+    """The search command line: run, plot, table."""
+    parser = ArgParser(prog=PROG, description="Search baselines on the NAS-Bench-Macro benchmark.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plot,table}")
+    run = sub.add_parser("run", help="trials of one search algorithm -> a runs file (JSON)")
+    run.add_argument("--algo", required=True, choices=list(ALGORITHMS), help="rs, re, ls or mcts")
+    run.add_argument("--budget", required=True, type=int_arg("budget", 1, len(unique_codes())), help="queries")
+    run.add_argument("--trials", type=int_arg("trials", 1), default=100, help="independent runs (default 100)")
+    run.add_argument("--seed", type=int_arg("seed", 0), default=0, help="trial i uses seed SEED + i (default 0)")
+    run.add_argument("--observe", choices=OBSERVATIONS, default="seed", help="one random seed (default) or the mean")
+    run.add_argument("--metric", choices=ACC_METRICS, help="accuracy observed and judged (default: the file's)")
+    run.add_argument("--epoch", type=int_arg("epoch", 0), help="observe the accuracy after this epoch (curves)")
+    run.add_argument("--out", required=True, help="runs file to write (JSON)")
+    run.add_argument("--file", help=f"benchmark JSON (default: {GET_PUBLISHED})")
+    plot = sub.add_parser("plot", help="anytime curves of runs files (one PNG)")
+    plot.add_argument("runs", nargs="+", metavar="RUNS", help="runs files of one benchmark")
+    plot.add_argument("--out", required=True, help="PNG file to write")
+    table = sub.add_parser("table", help=f"regret and rank at budgets {', '.join(map(str, TABLE_BUDGETS))}")
+    table.add_argument("runs", nargs="+", metavar="RUNS", help="runs files of one benchmark")
+    return parser
+
+
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"run": _cmd_run, "plot": _cmd_plot, "table": _cmd_table}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one search subcommand."""
+    args = build_parser().parse_args(argv)
+    return _COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main, prog=PROG))

@@ -1,0 +1,169 @@
+"""The benchmark as a searcher sees it (`Oracle`), and one search run against it (`Trial`).
+
+Observation modes (what one query of an architecture returns):
+
+- "seed": the accuracy of ONE training, its seed drawn uniformly from the file's seeds (NATS-Bench's
+  `is_random`), once per architecture: asking again returns the same value, free. The true quality that the
+  incumbent is judged by stays the mean over seeds.
+- "mean": the mean over the file's seeds (the true quality itself; noise-free).
+
+The accuracy is the file's primary metric (or another it holds, `metric`), or with `epoch` the evaluation
+accuracy after that epoch from an extended file's curves (a low-fidelity search; the truth stays the metric's
+mean). A query charges a `Budget` once per network (its canonical code): all seeds in "mean" mode, the drawn
+seed in "seed" mode, (epoch + 1) / epochs of a run with `epoch`; a `Trial`'s budget counts such queries.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from ..bench.budget import Budget
+from ..bench.table import Benchmark
+from ..checks import check_choice, check_int
+from ..errors import UserError
+from .space import SpaceIndex, space_index
+
+OBSERVATIONS = ("seed", "mean")  # observation modes (module docstring)
+
+
+@dataclass(frozen=True, eq=False)
+class Oracle:
+    """A complete benchmark as arrays over the space's rows (unique_codes() order): observations, costs, truth."""
+
+    source: str  # the benchmark file
+    observe: str  # observation mode: "seed" or "mean" (module docstring)
+    metric: str  # the accuracy observed and judged ("best" or "final")
+    epoch: int | None  # observe the accuracy after this epoch (0-based) instead; None: the metric itself
+    values: np.ndarray  # (rows, seeds) what a one-seed query observes, percent
+    means: np.ndarray  # (rows,) what a mean query observes, percent
+    truth: np.ndarray  # (rows,) true quality: the metric's mean over seeds, percent
+    rank: np.ndarray  # (rows,) 1 + number of architectures of higher truth (1 = the best)
+    seconds: np.ndarray  # (rows, seeds) simulated seconds of one full training run (bench.time_source)
+    fraction: float  # part of a run a query pays for: 1, or (epoch + 1) / epochs
+    index: SpaceIndex  # the space's integer tables
+
+    @property
+    def best(self) -> float:
+        """The highest true mean accuracy: regret is measured from it."""
+        return float(self.truth.max())
+
+    @property
+    def seeds(self) -> int:
+        """Seeds per architecture."""
+        return int(self.values.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.truth)
+
+    @cached_property
+    def lists(self) -> tuple[list[list[float]], list[float], list[list[float]]]:
+        """values, means and seconds as Python lists (scalar access in trials is ~10x faster than numpy's)."""
+        return self.values.tolist(), self.means.tolist(), self.seconds.tolist()
+
+
+def oracle(bench: Benchmark, observe: str = "seed", metric: str | None = None, epoch: int | None = None) -> Oracle:
+    """The oracle of a complete benchmark (all 3969 canonical codes); UserError for an incomplete one."""
+    index, observe = space_index(), check_choice("observe", observe, OBSERVATIONS)
+    if bench.codes != index.codes:
+        raise UserError(f"search needs all {len(index.codes)} architectures; {bench.source} holds {len(bench)}")
+    truth = bench.acc_table(metric).mean(axis=1)
+    values = bench.acc_table(metric) if epoch is None else bench.acc_table(epoch=epoch)
+    if np.isnan(values).any():
+        raise UserError(f"{bench.source} lacks the curve of some run at epoch {epoch}")
+    epochs = None if bench.eval_acc is None else bench.eval_acc.shape[2]
+    return Oracle(
+        source=bench.source,
+        observe=observe,
+        metric=bench.metric if metric is None else metric,
+        epoch=epoch,
+        values=values,
+        means=values.mean(axis=1),
+        truth=truth,
+        rank=1 + np.searchsorted(np.sort(-truth), -truth, side="left"),
+        seconds=bench.seconds_table(),
+        fraction=1.0 if epoch is None or epochs is None else (epoch + 1) / epochs,
+        index=index,
+    )
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """What one search run did: every query in order, and after each one the incumbent by observed accuracy."""
+
+    seed: int  # the trial's seed
+    rows: tuple[int, ...]  # rows queried, in order (distinct networks)
+    observed: tuple[float, ...]  # what each query observed, percent
+    incumbent: tuple[int, ...]  # after each query: the row of the best observation so far (the first of ties)
+    incumbent_mean_acc: tuple[float, ...]  # after each query: the incumbent's true mean accuracy, percent
+    seconds: tuple[float, ...]  # after each query: cumulative simulated training seconds charged
+
+
+class Trial:
+    """One search run: each network queried at most once, charged once; the incumbent after every query."""
+
+    def __init__(self, oracle: Oracle, budget: int, seed: int) -> None:
+        self.oracle = oracle
+        self.budget = check_int("budget", budget, 1, len(oracle))  # queries (distinct networks) allowed
+        self.seed = check_int("seed", seed, 0)  # everything random in the trial derives from it
+        search, noise = np.random.SeedSequence(self.seed).spawn(2)
+        self.rng = np.random.default_rng(search)  # the algorithm's randomness
+        self._seeds = np.random.default_rng(noise).integers(oracle.seeds, size=self.budget).tolist()
+        self.observed: dict[int, float] = {}  # row -> its observation, for every row queried
+        self.rows: list[int] = []  # rows queried, in order
+        self.incumbents: list[int] = []  # the incumbent's row after each query
+        self.seconds: list[float] = []  # cumulative simulated training seconds after each query
+        self.spent = Budget()  # the budget counter the queries are charged to
+        self._best, self._order, self._next = -math.inf, None, 0
+
+    @property
+    def done(self) -> bool:
+        """True once the budget is spent."""
+        return len(self.rows) >= self.budget
+
+    def query(self, row: int) -> float:
+        """The observation of one network: charged and recorded the first time, free (the same value) after."""
+        if row in self.observed:
+            return self.observed[row]
+        if self.done:
+            raise RuntimeError(f"budget of {self.budget} queries spent")
+        o, (values, means, seconds) = self.oracle, self.oracle.lists
+        if o.observe == "seed":
+            seeds = [self._seeds[len(self.rows)]]
+            value = values[row][seeds[0]]
+        else:
+            seeds, value = list(range(o.seeds)), means[row]
+        self.spent.charge(o.index.codes[row], seeds, o.fraction, [seconds[row][s] for s in seeds])
+        self._record(row, value)
+        return value
+
+    def _record(self, row: int, value: float) -> None:
+        """Record a paid query: its observation, the incumbent after it (the first best), the seconds so far."""
+        self.observed[row] = value
+        self.rows.append(row)
+        improved = value > self._best  # strictly: the first of equal observations stays the incumbent
+        self._best = max(self._best, value)
+        self.incumbents.append(row if improved else self.incumbents[-1])
+        self.seconds.append(self.spent.seconds)
+
+    def trajectory(self) -> Trajectory:
+        """What this trial did so far."""
+        return Trajectory(
+            seed=self.seed,
+            rows=tuple(self.rows),
+            observed=tuple(self.observed[r] for r in self.rows),
+            incumbent=tuple(self.incumbents),
+            incumbent_mean_acc=tuple(self.oracle.truth[self.incumbents].tolist()),
+            seconds=tuple(self.seconds),
+        )
+
+    def fresh(self) -> int:
+        """The next unqueried network of a random order drawn once per trial (uniform, without replacement)."""
+        if self._order is None:
+            self._order = self.rng.permutation(len(self.oracle)).tolist()
+        while self._order[self._next] in self.observed:
+            self._next += 1
+        return self._order[self._next]
