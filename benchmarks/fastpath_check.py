@@ -15,7 +15,9 @@ activation instead of ReLU both paths agree to 1e-6), so two float32 summation o
 1e-4..1e-2, and the first steps at lr 0.1 amplify that chaotically. On the CPU, the channels_last BatchNorm kernel
 is far less accurate than the contiguous one (~100x the error at 256 x 32 x 32 values per channel): there the
 gradient check fails at the full batch of 256 while the losses still agree to ~1e-4. TF32 is switched off on
-CUDA (it is the same on both paths; `--tf32` keeps PyTorch's defaults, tolerance 1e-2). Exit status 1 on any FAIL.
+CUDA (it is the same on both paths; `--tf32` keeps PyTorch's defaults, tolerance 1e-2). Exit status 1 on any FAIL
+but an expected one: on a CPU, channels_last's gradient check is expected to fail (EXPECTED FAIL, with the reason);
+on CUDA nothing is.
 
     python -m benchmarks.fastpath_check --device cuda [--arch 12012012] [--steps 5] [--compile auto|on|off]
 """
@@ -26,7 +28,7 @@ import argparse
 import itertools
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -41,6 +43,10 @@ REFERENCE = TrainPath("reference", sgd_impl="auto", cudnn_benchmark=False)
 TOLERANCE = {"fp32": 1e-3, "tf32": 1e-2}  # relative: gradients (L2) and losses
 UPDATE_TOLERANCE = 1e-6  # relative: fused / foreach SGD against the default on identical gradients
 NOISE_FACTOR = 10.0  # a variant may be this many times further from float64 than the reference is
+CPU_CHANNELS_LAST = (  # why a channels_last variant's gradient check fails on a CPU (and only there)
+    "expected on a CPU: PyTorch's CPU channels_last BatchNorm kernel is ~100x less accurate than the contiguous one "
+    "at 256 x 32 x 32 values per channel (the losses still agree): channels_last is a GPU option"
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +60,7 @@ class Outcome:
     loss_diffs: list[float]  # per step (and after the last): |loss - reference loss| / max(1, |reference loss|)
     noise: float  # the reference's largest |loss - float64 loss| / max(1, |loss|) over the steps
     tolerance: float
+    expected: dict[str, str] = field(default_factory=dict)  # failure -> why it is expected on this device (CPU only)
 
     @property
     def loss_limit(self) -> float:
@@ -71,8 +78,25 @@ class Outcome:
     def passed(self) -> bool:
         return not self.failures()
 
+    def unexpected(self) -> list[str]:
+        """The failures not expected on this device (on CUDA: every failure)."""
+        return [failure for failure in self.failures() if failure not in self.expected]
+
+    @property
+    def acceptable(self) -> bool:
+        """Passed, or failed only where this device is expected to fail."""
+        return not self.unexpected()
+
+    def verdict(self) -> str:
+        """PASS, FAIL (what), or EXPECTED FAIL (what; why it is expected here)."""
+        if self.passed:
+            return "PASS"
+        if self.acceptable:
+            return f"EXPECTED FAIL ({'; '.join(f'{f}: {self.expected[f]}' for f in self.failures())})"
+        return f"FAIL ({', '.join(self.failures())})"
+
     def line(self) -> str:
-        verdict = "PASS" if self.passed else f"FAIL ({', '.join(self.failures())})"
+        verdict = self.verdict()
         return (
             f"{verdict} {self.variant}: grad error vs float64 {self.grad_error:.1e} "
             f"(reference {self.reference_grad_error:.1e}); "
@@ -157,6 +181,11 @@ def reference_run(code: str, data: list[Batch], device: torch.device) -> dict[st
     return {"grads": grads, "losses": losses, "noise": noise, "exact_grads": exact["grads"]}
 
 
+def expected_failures(path: TrainPath, device: torch.device) -> dict[str, str]:
+    """Failures expected of a variant on a device, with why: channels_last's gradients on a CPU; none on CUDA."""
+    return {"gradients": CPU_CHANNELS_LAST} if device.type == "cpu" and path.channels_last else {}
+
+
 def compare(
     code: str, path: TrainPath, reference: dict[str, Tensor], data: list[Batch], device: torch.device, tolerance: float
 ) -> Outcome:
@@ -174,6 +203,7 @@ def compare(
         loss_diffs.tolist(),
         reference["noise"].item(),
         tolerance,
+        expected_failures(path, device),
     )
 
 
@@ -208,12 +238,26 @@ def main(argv: list[str] | None = None) -> int:
     for outcome in outcomes:
         print(outcome.line())
     if args.json:
-        rows = [{**vars(o), "loss_limit": o.loss_limit, "failures": o.failures(), "passed": o.passed} for o in outcomes]
+        rows = [
+            {**vars(o), "loss_limit": o.loss_limit, "failures": o.failures(), "passed": o.passed,
+             "acceptable": o.acceptable}
+            for o in outcomes
+        ]  # fmt: skip
         Path(args.json).write_text(
             json.dumps({"arch": args.arch, "device": args.device, "steps": args.steps, "outcomes": rows}, indent=1)
         )
-    print("fastpath_check:", "PASS" if all(o.passed for o in outcomes) else "FAIL")
-    return 0 if all(o.passed for o in outcomes) else 1
+    print("fastpath_check:", summary(outcomes))
+    return 0 if all(o.acceptable for o in outcomes) else 1
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    """The last line: PASS, PASS with the expected failures named, or FAIL."""
+    if all(o.passed for o in outcomes):
+        return "PASS"
+    if all(o.acceptable for o in outcomes):
+        failed = sorted({f for o in outcomes for f in o.failures()})
+        return f"PASS (every failure is expected on this device: {', '.join(failed)}; see the EXPECTED FAIL lines)"
+    return "FAIL"
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The speed benchmark: every figure of BENCHMARKS.md in one run, each as a ratio against a baseline of the same run.
 
-    python -m benchmarks.run --device cpu|cuda [--size tiny|full] [--out FILE.json] [--data-dir DIR]
+    python -m benchmarks.run --device cpu|cuda [--size tiny|full] [--out FILE.json] [--data-dir DIR] [--threads N]
 
 Sections: input pipeline images/s (tensor pipeline vs the torchvision DataLoader, same augmentation); training
 throughput and projected 50-epoch time of the smallest, a median and the largest architecture (fast path vs
@@ -8,7 +8,10 @@ reference path; Lightning vs a plain PyTorch loop on the same batches); on a GPU
 concurrent runs; the export and query figures of benchmarks/export.py and benchmarks/query.py. Real CIFAR-10 is used
 where --data-dir holds cifar-10-batches-py, else synthetic data of the real size (50,000 + 10,000 images). `--size
 tiny` measures the same things on a few hundred images and a few steps (minutes on two CPU cores). The JSON (written
-after every section) holds hardware, versions, date and the exact command; the tables are printed last.
+after every section) holds hardware, versions, date and the exact command; the tables are printed last. The pipeline
+section records torch's threads and the load average around it, and warns (a `warning` field and a printed line)
+where the tensor pipeline measured slower than a DataLoader: other busy processes oversubscribing the cores invert
+that ratio (0.04x measured under load, 15-20x with one thread); `--threads N` pins torch's threads.
 """
 
 from __future__ import annotations
@@ -208,7 +211,9 @@ def worker_counts(device: torch.device) -> tuple[int, ...]:
 
 
 def pipeline_section(data_dir: Path, size: Size, device: torch.device) -> dict[str, Any]:
-    """Images/s of the tensor pipeline and of the torchvision DataLoader at several worker counts; ratios."""
+    """Images/s of the tensor pipeline and of the torchvision DataLoader at several worker counts; ratios; the
+    CPU's threads and load around the measurement, and a warning where the ratio inverts (a busy machine)."""
+    before = cpu_conditions()
     tensor = loader_rate(data_dir, ts.TrainPath("tensor"), size, device)
     rows = [{"loader": "tensor", "num_workers": 0, "images_per_s": tensor, "tensor_vs_this": 1.0}]
     for workers in worker_counts(device):
@@ -216,7 +221,33 @@ def pipeline_section(data_dir: Path, size: Size, device: torch.device) -> dict[s
         rows.append(
             {"loader": "torchvision", "num_workers": workers, "images_per_s": rate, "tensor_vs_this": tensor / rate}
         )
-    return {"batch_size": size.steps.batch_size(), "rows": rows}
+    section = {"batch_size": size.steps.batch_size(), "rows": rows, "conditions": [before, cpu_conditions()]}
+    warning = inversion_warning(rows, section["conditions"])
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    return section | ({"warning": warning} if warning else {})
+
+
+def cpu_conditions() -> dict[str, Any]:
+    """What the CPU is doing now: torch's intra-op threads, the logical cores, the load average (1, 5, 15 min)."""
+    return {"torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+
+
+def inversion_warning(rows: Sequence[dict[str, Any]], conditions: Sequence[dict[str, Any]]) -> str | None:
+    """A warning where the tensor pipeline measured slower than a DataLoader (an idle CPU gives 20-30x), naming
+    the threads and the load: other busy processes oversubscribe the cores its multi-threaded tensor ops use."""
+    slower = [row for row in rows if row["loader"] != "tensor" and row["tensor_vs_this"] < 1]
+    if not slower:
+        return None
+    worst = min(slower, key=lambda row: row["tensor_vs_this"])
+    loads = " -> ".join(f"{c['load_average'][0]:.2f}" for c in conditions)
+    first = conditions[0]
+    return (
+        f"inverted result: the tensor pipeline ran at {worst['tensor_vs_this']:.2f}x the DataLoader with "
+        f"{worst['num_workers']} workers (an idle CPU gives 20-30x); load average {loads} on {first['cpu_count']} "
+        f"logical CPUs, {first['torch_threads']} torch threads: the cores were oversubscribed. Rerun on an idle "
+        "machine, or pin the threads (--threads 1 or OMP_NUM_THREADS=1)"
+    )
 
 
 CORE_PATHS = (ts.REFERENCE, ts.fast_path(), ts.fast_path(loop="plain"))  # measured for every architecture
@@ -439,6 +470,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure the compiled fast path (auto: on CUDA only; a CPU compile takes minutes per graph)",
     )
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads (torch.set_num_threads; 0: torch's default, one per core); the pipeline "
+        "section reports the threads and the load average either way",
+    )
+    parser.add_argument(
         "--budget-s",
         type=float,
         default=0.0,
@@ -456,6 +494,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error(f"unknown sections {sorted(unknown)}: choose from {','.join(SECTIONS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available to this torch")
+    if args.threads < 0:
+        parser.error(f"invalid --threads {args.threads!r}: expected an int >= 0")
     return args
 
 
@@ -492,6 +532,8 @@ def section_runners(
 def run_sections(argv: Sequence[str], result: dict[str, Any], write: Callable[[], None], scratch: Path) -> None:
     """Each chosen section in order, the JSON rewritten after each."""
     args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     data_dir, data = prepare_data(args.data_dir, SIZES[args.size], scratch / "data")
     result["meta"] = meta(argv, torch.device(args.device), args.size, data)
     runners = section_runners(args, data_dir, scratch, result)

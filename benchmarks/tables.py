@@ -59,9 +59,13 @@ def pipeline(section: dict[str, Any]) -> str:
     rows = [
         (r["loader"], r["num_workers"], rate(r["images_per_s"]), ratio(r["tensor_vs_this"])) for r in section["rows"]
     ]
-    return f"Input pipeline, training batches of {section['batch_size']} delivered on the device\n\n" + table(
-        ("loader", "workers", "images/s", "tensor pipeline ÷ this"), rows
-    )
+    head = f"Input pipeline, training batches of {section['batch_size']} delivered on the device"
+    conditions = section.get("conditions")
+    if conditions:
+        loads = " -> ".join(_load(c["load_average"]) for c in conditions)
+        head += f" ({conditions[0]['torch_threads']} torch threads; load average {loads})"
+    warning = f"\n\n**warning**: {section['warning']}" if section.get("warning") else ""
+    return f"{head}\n\n" + table(("loader", "workers", "images/s", "tensor pipeline ÷ this"), rows) + warning
 
 
 def training(section: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from .cli import ArgParser, int_arg, run_main
 from .errors import UserError
 from .fit import build_parser as fit_parser
 from .fit import resolve
-from .worker import FAILED, INTERRUPTED_EXIT, STOPPED, StopSignal, Worker
+from .worker import FAILED, INTERRUPTED_EXIT, PREEMPTED, PREEMPTED_EXIT, STOPPED, StopSignal, Worker
 
 PROG = "python -m nbm_lightning.agent"
 PARAM_PATH_ENV = "WANDB_SWEEP_PARAM_PATH"  # set by wandb's agent: the run's parameters (W&B config YAML)
@@ -44,7 +44,7 @@ def run_function(worker: Worker) -> Callable[[], None]:
     """The function wandb.agent calls once per run, on a run thread (the environment names the run)."""
 
     def run() -> None:
-        if worker.stop.soon.is_set():  # Ctrl-C arrived between runs: take no more
+        if worker.stop.stopping():  # Ctrl-C or preemption arrived between runs: take no more
             return _end_agent(worker)
         argv = sweep_run_argv(os.environ[PARAM_PATH_ENV])
         try:
@@ -52,7 +52,7 @@ def run_function(worker: Worker) -> Callable[[], None]:
         except (TypeError, ValueError, SystemExit) as err:
             raise SweepRunFailed(f"bad sweep parameters {argv}: {err}") from None
         outcome = worker.run(job)
-        if outcome.status == STOPPED:
+        if outcome.status in (STOPPED, PREEMPTED):  # the run has ended (and W&B knows it preempted): no more runs
             _end_agent(worker)
         elif outcome.status == FAILED:
             raise SweepRunFailed(f"{job.name}: {outcome.error or 'failed (see its record)'}") from None
@@ -91,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopSignal()
     with stop.handling():
         wandb.agent(sweep_id, function=run_function(Worker(stop)), entity=entity, project=project, count=args.count)
-    return INTERRUPTED_EXIT if stop.soon.is_set() else 0
+    return PREEMPTED_EXIT if stop.preempt.is_set() else INTERRUPTED_EXIT if stop.soon.is_set() else 0
 
 
 if __name__ == "__main__":

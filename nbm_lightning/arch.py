@@ -9,22 +9,33 @@ from pathlib import Path
 
 from .cli import ArgParser, arch_code, run_main
 from .errors import UserError
-from .search_space import ArchSpec, parse
+from .search_space import ArchSpec, LayerSpec, parse
 
 PROG = "python -m nbm_lightning.arch"
 
 
+IDENTITY_CONV = "conv1x1+bn"  # the op column of an identity where the shape changes (nbm_lightning.model.build_layer)
+
+
+def op_label(layer: LayerSpec) -> str:
+    """The op as built: an identity whose stride or width changes is a 1x1 convolution + BatchNorm."""
+    reshapes = layer.stride != 1 or layer.in_channels != layer.out_channels
+    return IDENTITY_CONV if layer.is_identity and reshapes else layer.op.name
+
+
 def layer_table(spec: ArchSpec) -> list[str]:
-    """Rows describing each searchable layer of a spec."""
+    """Rows describing each searchable layer of a spec, and a line explaining conv1x1+bn where one occurs."""
     rows = [
-        f"{'layer':>5} {'stage':>5} {'digit':>5} {'op':<9} {'in':>4} {'out':>4} {'stride':>6} {'size':>7} {'res':>4}"
+        f"{'layer':>5} {'stage':>5} {'digit':>5} {'op':<10} {'in':>4} {'out':>4} {'stride':>6} {'size':>7} {'res':>4}"
     ]
     for layer in spec.layers:
         size = f"{layer.out_size}x{layer.out_size}"
         rows.append(
-            f"{layer.index:>5} {layer.stage:>5} {layer.op.digit:>5} {layer.op.name:<9} {layer.in_channels:>4} "
+            f"{layer.index:>5} {layer.stage:>5} {layer.op.digit:>5} {op_label(layer):<10} {layer.in_channels:>4} "
             f"{layer.out_channels:>4} {layer.stride:>6} {size:>7} {'yes' if layer.residual else '-':>4}"
         )
+    if any(op_label(layer) == IDENTITY_CONV for layer in spec.layers):
+        rows.append(f"{IDENTITY_CONV}: digit 0 (identity) where the shape changes is a 1x1 convolution + BatchNorm")
     return rows
 
 

@@ -6,21 +6,21 @@ import dataclasses
 import datetime as dt
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import TQDMProgressBar
 
-from . import runkeys
+from . import checkpoints, runkeys
 from .atomic import atomic_write_text
 from .complexity import count_flops, count_params, ptflops_macs
 from .config import Execution, Recipe
 from .errors import MissingDependency
 from .module import MacroNetModule
 from .provenance import device_info, library_versions
-from .record import COMPLETE, FAILED, RunRecord
+from .record import COMPLETE, FAILED, PREEMPTED, RunRecord
 
 ARCH_CACHE = "architectures"  # folder under the checkpoint root where each code's picture is drawn once
 
@@ -68,7 +68,24 @@ class RunRecorder(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: MacroNetModule, exception: BaseException) -> None:
         if isinstance(exception, RunStopped):
             return  # stopped on request after a checkpoint: no record, a rerun resumes
-        self.write(trainer, pl_module, FAILED, error=f"{type(exception).__name__}: {exception}")
+        if isinstance(exception, RunPreempted):
+            self._mark_preempting(trainer)
+            return self._try_write(trainer, pl_module, PREEMPTED, str(exception))
+        self._try_write(trainer, pl_module, FAILED, f"{type(exception).__name__}: {exception}")
+
+    def _try_write(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str) -> None:
+        """Write the record of a run that ended by an exception; a failed write is reported, not raised over it."""
+        try:
+            self.write(trainer, module, status, error=error)
+        except OSError as err:
+            print(f"cannot write the run record {self.path}: {err.strerror or err}", file=sys.stderr)
+
+    @staticmethod
+    def _mark_preempting(trainer: pl.Trainer) -> None:
+        """Tell W&B the run is being preempted (it requeues such a run when it exits non-zero)."""
+        run = wandb_run(trainer)
+        if run is not None and hasattr(run, "mark_preempting"):
+            run.mark_preempting()
 
     def write(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None = None) -> Path:
         """Build and atomically write the run record; mirror the headline numbers to W&B."""
@@ -143,45 +160,78 @@ def _wandb_info(trainer: pl.Trainer) -> dict[str, Any] | None:
     run = wandb_run(trainer)
     if run is None or getattr(run, "disabled", False):
         return None
+    mode = run.settings.mode
+    url = getattr(run, "url", None) if mode == "online" else None  # an offline run has none (W&B warns if asked)
     return {
-        "id": run.id, "url": getattr(run, "url", None), "project": run.project, "mode": run.settings.mode,
+        "id": run.id,
+        "url": url,
+        "project": run.project,
+        "mode": mode,
         "sweep_id": os.environ.get("WANDB_SWEEP_ID"),
-    }  # fmt: skip
+    }
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's progress bar without the validation bar: the per-epoch line prints cleanly above the training bar."""
+
+    def init_validation_tqdm(self) -> Any:
+        bar = super().init_validation_tqdm()
+        bar.disable = True
+        return bar
 
 
 class EpochCheckpoint(pl.Callback):
-    """Saves `last.ckpt` after every epoch's evaluation, atomically (temporary file + rename)."""
+    """Saves `last.ckpt` after every epoch's evaluation, atomically, each checkpoint stating what it is for."""
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
+    def __init__(self, path: Path, meta: dict[str, Any] | None = None):
+        self.path, self.meta = Path(path), meta or {}
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        checkpoint[checkpoints.META_KEY] = self.meta
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        trainer.save_checkpoint(tmp)
-        os.replace(tmp, self.path)
+        checkpoints.save(trainer, self.path)
 
 
 class RunStopped(Exception):
     """A run ended on request (Ctrl-C) after its checkpoint: no record is written and a rerun resumes it."""
 
 
-class GracefulStop(pl.Callback):
-    """Ends a run on request: after the epoch's checkpoint once `soon` is set, at the next step once `now` is.
+class RunPreempted(Exception):
+    """A run ended by SIGTERM/SIGUSR1 after saving a checkpoint: its record says `preempted`, a rerun resumes it."""
 
-    Placed after EpochCheckpoint, so at the end of an epoch the checkpoint is saved before the run stops. The
-    events are set by the worker's main thread (signal handlers live there); the run may be on another thread.
+
+class RunControl(pl.Callback):
+    """Ends a run on request, its checkpoint saved first: Ctrl-C (`soon`: after the epoch's checkpoint; `now`: at
+    the next step) and preemption (`preempt`: after the current training step, with a mid-epoch checkpoint).
+
+    Placed after EpochCheckpoint, so at the end of an epoch that checkpoint is saved before the run stops. The
+    events are set by the worker's main thread (signal handlers live there); the run is on another thread.
     """
 
-    def __init__(self, soon: threading.Event, now: threading.Event):
-        self.soon, self.now = soon, now
+    def __init__(self, stop: Any, path: Path):
+        self.stop, self.path = stop, Path(path)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
-        if self.now.is_set():
+        if self.stop.now.is_set():
             raise RunStopped(f"stopped in epoch {trainer.current_epoch + 1} (its checkpoint is the last epoch's)")
 
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, idx: int
+    ) -> None:
+        last = idx + 1 >= trainer.num_training_batches  # then the epoch's own checkpoint follows its evaluation:
+        if self.stop.preempt.is_set() and not last:  # a mid-epoch one there would resume past that evaluation
+            checkpoints.save(trainer, self.path)
+            step = f"step {idx + 1} of epoch {trainer.current_epoch + 1}"
+            raise RunPreempted(f"preempted by {self.stop.reason()} after {step}; checkpoint saved")
+
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.soon.is_set() and not trainer.sanity_checking and trainer.state.fn == "fit":
-            raise RunStopped(f"stopped after the checkpoint of epoch {trainer.current_epoch + 1}")
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        epoch = f"epoch {trainer.current_epoch + 1}"
+        if self.stop.preempt.is_set():
+            raise RunPreempted(f"preempted by {self.stop.reason()} after {epoch}; checkpoint saved")
+        if self.stop.soon.is_set():
+            raise RunStopped(f"stopped after the checkpoint of {epoch}")

@@ -97,6 +97,12 @@ class Recipe:
         t = epoch + 1 if self.schedule == "published" else epoch
         return 0.5 * self.lr * (1 + math.cos(math.pi * t / self.epochs))
 
+    def zero_lr_epochs(self) -> list[int]:
+        """0-based epochs trained at learning rate 0, but for the published schedule's last epoch of several
+        (the published quirk: its cosine is stepped before each epoch, so the last one trains at 0)."""
+        quirk = {self.epochs - 1} if self.schedule == "published" and self.epochs > 1 else set()
+        return [e for e in range(self.epochs) if self.lr_at(e) == 0 and e not in quirk]
+
     def hash(self) -> str:
         """A short stable hash of the recipe: runs with the same hash are comparable."""
         payload = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()

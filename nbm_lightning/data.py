@@ -10,6 +10,7 @@ the batches of an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
@@ -32,6 +33,7 @@ CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)  # the published Normalize v
 CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
 CROP_SIZE = 32
 CROP_PADDING = 4
+FINGERPRINT_BYTES = 65536  # bytes of each file hashed into the data fingerprint
 SKIP_MD5_ENV = "NBM_CIFAR_SKIP_MD5"  # "1": accept CIFAR-10 files without torchvision's md5 check (presence only)
 
 ChannelStats = Sequence[float] | Tensor
@@ -107,6 +109,7 @@ class TensorLoader:
         train: bool,
         seed: int = 0,
         epoch_fn: Callable[[], int] | None = None,
+        progress_fn: Callable[[], int] | None = None,
     ):
         _check_images(images, labels)
         self.images, self.labels, self.train, self.epoch_fn = images, labels, train, epoch_fn
@@ -115,6 +118,7 @@ class TensorLoader:
         self._mean = _per_channel(CIFAR10_MEAN, images.device)
         self._std = _per_channel(CIFAR10_STD, images.device)
         self._iterations = 0
+        self._position = _Position(progress_fn)  # where a resumed epoch starts
 
     def __len__(self) -> int:
         """Number of batches, the last partial one included."""
@@ -124,11 +128,20 @@ class TensorLoader:
         """One epoch: for training, shuffled and augmented from the (seed, epoch) generator; else in order."""
         if not self.train:
             return self._eval_batches()
-        n, device = len(self.labels), self.images.device
-        generator = epoch_generator(self.seed, self._next_epoch(), device)
+        n, device, epoch = len(self.labels), self.images.device, self._next_epoch()
+        generator = epoch_generator(self.seed, epoch, device)
         order = torch.randperm(n, generator=generator, device=device)
         offsets, flips = sample_augment_params(n, generator, device)
-        return self._train_batches(order, offsets, flips)
+        start = self._position.start() * self.batch_size
+        return self._train_batches(order[start:], offsets[start:], flips[start:])
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the training stands in its epoch (Lightning saves it in a mid-epoch checkpoint)."""
+        return self._position.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume the next epoch's batches after those already trained (from a mid-epoch checkpoint)."""
+        self._position.load_state_dict(state)
 
     def _next_epoch(self) -> int:
         """The epoch about to run: from epoch_fn when given, else this loader's own count of epochs."""
@@ -188,8 +201,7 @@ def cifar10_folder(root: str | os.PathLike) -> Path:
 
 def missing_files(root: str | os.PathLike) -> list[str]:
     """The CIFAR-10 files absent from root/cifar-10-batches-py."""
-    names = [name for name, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
-    return [name for name in names if not (cifar10_folder(root) / name).is_file()]
+    return [name for name in _file_names() if not (cifar10_folder(root) / name).is_file()]
 
 
 def _by_hand(root: str | os.PathLike) -> str:
@@ -217,6 +229,27 @@ def open_cifar10(root: str | os.PathLike, train: bool) -> CIFAR10:
             f"CIFAR-10 in {cifar10_folder(root)} fails torchvision's md5 check: download it again with "
             f"--download=true (download=True), or {_by_hand(root)}; for synthetic data set {SKIP_MD5_ENV}=1"
         ) from err
+
+
+def fingerprint(root: str | os.PathLike) -> dict[str, object]:
+    """What a run trains on: the CIFAR-10 files' names, sizes and the sha256 of their first 64 KiB (cheap), and
+    whether torchvision's md5 check of them was skipped (NBM_CIFAR_SKIP_MD5: synthetic data). Equal for equal
+    files on any machine; a synthetic CIFAR-10 never matches the real one."""
+    digest, total = hashlib.sha256(), 0
+    for name in sorted(_file_names()):
+        path = cifar10_folder(root) / name
+        size = path.stat().st_size if path.is_file() else -1
+        digest.update(f"{name}:{size}:".encode())
+        if size >= 0:
+            with open(path, "rb") as handle:
+                digest.update(handle.read(FINGERPRINT_BYTES))
+        total += max(size, 0)
+    return {"files_sha256": digest.hexdigest()[:16], "bytes": total, "md5_checked": dataset_class() is CIFAR10}
+
+
+def _file_names() -> list[str]:
+    """The CIFAR-10 files torchvision reads."""
+    return [name for name, _ in CIFAR10.train_list + CIFAR10.test_list] + [CIFAR10.meta["filename"]]
 
 
 def download_cifar10(root: str | os.PathLike) -> None:
@@ -269,6 +302,81 @@ class IndexedDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         image, label = self.base[self.indices[i]]
         return self.transform(image), label
+
+
+class SeededDataset(IndexedDataset):
+    """Training images whose random augmentation is seeded by (seed, epoch, image): the same in any worker, on resume.
+
+    Items are asked for as (epoch, i) by `EpochSampler`; torchvision's transforms draw from torch's global
+    generator, which is forked and seeded for each image, so no other random stream is disturbed.
+    """
+
+    def __init__(self, base: CIFAR10, indices: Sequence[int], transform: Callable, seed: int):
+        super().__init__(base, indices, transform)
+        self.seed = seed
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, int]:
+        epoch, i = key
+        image, label = self.base[self.indices[i]]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_image_seed(self.seed, epoch, i))
+            return self.transform(image), label
+
+
+def _image_seed(seed: int, epoch: int, index: int) -> int:
+    """A seed of its own for one image of one epoch of one run."""
+    return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1, dtype=np.uint64)[0])
+
+
+class _Position:
+    """Batches of the current epoch already trained, as Lightning's checkpoint stores them for a loader."""
+
+    def __init__(self, progress_fn: Callable[[], int] | None):
+        self.progress_fn = progress_fn  # the trainer's count of batches trained this epoch (None: none)
+        self._skip = 0  # batches to skip at the next epoch's start, once (set by load_state_dict)
+
+    def state_dict(self) -> dict[str, int]:
+        """The batches trained so far in this epoch."""
+        return {"batches": int(self.progress_fn()) if self.progress_fn else 0}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Skip that many batches at the next epoch's start (a resumed epoch)."""
+        self._skip = int(state.get("batches", 0))
+
+    def start(self) -> int:
+        """The first batch of the epoch about to run: after a resume, the batches already trained; else 0."""
+        skip, self._skip = self._skip, 0
+        return skip
+
+
+class EpochSampler(torch.utils.data.Sampler):
+    """Training order of one epoch, a permutation seeded by (seed, epoch), yielding (epoch, i); resumable."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, epoch_fn: Callable[[], int] | None, position: _Position):
+        self.n, self.batch_size, self.seed, self.epoch_fn, self.position = n, batch_size, seed, epoch_fn, position
+        self._iterations = 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = int(self.epoch_fn()) if self.epoch_fn else self._iterations
+        self._iterations += 1
+        order = torch.randperm(self.n, generator=epoch_generator(self.seed, epoch, "cpu")).tolist()
+        start = self.position.start() * self.batch_size
+        return ((epoch, i) for i in order[start:])
+
+
+class ResumableDataLoader(DataLoader):
+    """The torchvision pipeline's training DataLoader, whose position Lightning saves and restores."""
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the training stands in its epoch."""
+        return self.sampler.position.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume after the batches already trained."""
+        self.sampler.position.load_state_dict(state)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -449,7 +557,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
             return self.cache.tensors(self.data_dir, key, lambda: _tensor_split(base, indices, device))
         if self.pipeline == "tensor":
             return _tensor_split(base, indices, device)
-        return IndexedDataset(base, indices, train_transform() if name == "train" else eval_transform())
+        if name == "train":
+            return SeededDataset(base, indices, train_transform(), self.seed)
+        return IndexedDataset(base, indices, eval_transform())
 
     def _loader(self, split: str) -> TensorLoader | DataLoader:
         """The loader of a loaded split: training shuffles and augments, evaluation keeps order."""
@@ -458,19 +568,15 @@ class CIFAR10DataModule(pl.LightningDataModule):
         train = split == "train"
         batch_size = self.batch_size if train else self.eval_batch_size
         if self.pipeline == "tensor":
+            epoch_fn, progress_fn = (self._epoch_fn(), self._progress_fn()) if train else (None, None)
             return TensorLoader(
-                *data, batch_size, train=train, seed=self.seed, epoch_fn=self._epoch_fn() if train else None
+                *data, batch_size, train=train, seed=self.seed, epoch_fn=epoch_fn, progress_fn=progress_fn
             )
-        return DataLoader(
-            data,
-            batch_size,
-            shuffle=train,
-            generator=torch.Generator().manual_seed(self.seed) if train else None,
-            drop_last=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+        workers = {"num_workers": self.num_workers, "persistent_workers": self.num_workers > 0}
+        if not train:
+            return DataLoader(data, batch_size, shuffle=False, pin_memory=torch.cuda.is_available(), **workers)
+        sampler = EpochSampler(len(data), batch_size, self.seed, self._epoch_fn(), _Position(self._progress_fn()))
+        return ResumableDataLoader(data, batch_size, sampler=sampler, pin_memory=torch.cuda.is_available(), **workers)
 
     def _epoch_fn(self) -> Callable[[], int] | None:
         """Reads the epoch the attached trainer is about to train (None without a trainer).
@@ -481,6 +587,11 @@ class CIFAR10DataModule(pl.LightningDataModule):
         """
         trainer = self.trainer
         return None if trainer is None else (lambda: trainer.fit_loop.epoch_progress.current.processed)
+
+    def _progress_fn(self) -> Callable[[], int] | None:
+        """Reads how many batches of the current epoch the attached trainer has trained (None without a trainer)."""
+        trainer = self.trainer
+        return None if trainer is None else (lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed)
 
     def _require_setup(self) -> None:
         """RuntimeError when setup() has not run yet."""

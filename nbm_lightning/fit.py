@@ -14,9 +14,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from . import requeue
 from .cli import ArgParser, arch_code, bool_arg, run_main
-from .config import SEED_MAX, Execution, Recipe, valid_range
-from .job import GRID_SIZE, Job, parse_indices, resolve_job
+from .config import SEED_MAX, Execution, Recipe, field_names, valid_range
+from .job import GRID_SIZE, Job, index_to_pair, parse_indices, resolve_job
+from .search_space import canonical
 
 if TYPE_CHECKING:
     from .worker import Worker
@@ -50,13 +52,44 @@ def build_parser() -> ArgParser:
                 *flags, dest=f.name, default=argparse.SUPPRESS, metavar="VALUE",
                 help=f"(default: {f.default!r}) {f.metadata['help']}; valid: {valid_range(cls, f.name)}",
             )  # fmt: skip
+    passed_back = parser.add_argument_group(
+        "passed back by W&B when it requeues a run (restated keys must agree with the job; the others are ignored)"
+    )
+    for key in (*requeue.RESTATED_KEYS, *requeue.IGNORED_KEYS):
+        passed_back.add_argument(
+            f"--{key}", dest=key, default=argparse.SUPPRESS, metavar="VALUE", help=argparse.SUPPRESS
+        )
     return parser
 
 
 def resolve_all(args: argparse.Namespace) -> list[Job]:
-    """The Jobs of parsed arguments: one, or one per index of an --index range or list (ValueError on bad input)."""
-    indices = [None] if args.index is None else parse_indices(args.index)
-    return [resolve_job(vars(args), args.arch, args.seed, i, args.config, bool(args.force)) for i in indices]
+    """The Jobs of parsed arguments: one, or one per index of an --index range or list (ValueError on bad input).
+
+    A W&B requeue argv (requeue.is_requeue) resolves with this machine's execution settings, and the keys it
+    restates must agree with the job.
+    """
+    given = vars(args)
+    if not requeue.is_requeue(given):
+        indices = [None] if args.index is None else parse_indices(args.index)
+        return [resolve_job(given, args.arch, args.seed, i, args.config, bool(args.force)) for i in indices]
+    local = {k: v for k, v in given.items() if k not in field_names(Execution)}
+    arch, seed, index = _requeued_selection(args)
+    job = resolve_job(local, arch, seed, index, args.config, bool(args.force))
+    requeue.check(job, given)
+    return [job]
+
+
+def _requeued_selection(args: argparse.Namespace) -> tuple[str | None, int | None, int | None]:
+    """(arch, seed, index) of a requeue argv, which may restate a sweep's --index with --arch and --seed."""
+    if args.index is None:
+        return args.arch, args.seed, None
+    indices = parse_indices(args.index)
+    if len(indices) != 1:
+        raise ValueError(f"a requeued run selects one pair, got --index {args.index}")
+    code, seed = index_to_pair(indices[0])
+    if args.arch is not None and (canonical(args.arch), args.seed) != (code, seed):
+        raise ValueError(f"--arch {args.arch} --seed {args.seed} disagree with --index {indices[0]} ({code}-s{seed})")
+    return None, None, indices[0]
 
 
 def resolve(args: argparse.Namespace) -> Job:
@@ -86,13 +119,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _single(worker: Worker, job: Job) -> int:
-    """One run, exit status as a plain `fit`: 0 complete or skipped, 1 failed, 130 stopped."""
-    from .worker import COMPLETE, INTERRUPTED_EXIT, SKIPPED, STOPPED
+    """One run's exit status: 0 complete, skipped or trained by another process; 1 failed; 130 stopped (Ctrl-C);
+    143 preempted (SIGTERM/SIGUSR1)."""
+    from .worker import BUSY, COMPLETE, INTERRUPTED_EXIT, PREEMPTED, PREEMPTED_EXIT, SKIPPED, STOPPED
 
-    outcome = worker.run(job)
-    if outcome.status in (COMPLETE, SKIPPED):
+    status = worker.run(job).status
+    if status in (COMPLETE, SKIPPED, BUSY):
         return 0
-    return INTERRUPTED_EXIT if outcome.status == STOPPED else 1
+    return {STOPPED: INTERRUPTED_EXIT, PREEMPTED: PREEMPTED_EXIT}.get(status, 1)
 
 
 if __name__ == "__main__":

@@ -122,7 +122,10 @@ def done_record(job: Job) -> RunRecord | None:
     A complete record of another recipe at the same path is a UserError: results of two recipes would mix.
     """
     path = job.record_path
-    if job.force or not path.exists():
+    try:
+        if job.force or not path.exists():
+            return None
+    except OSError:  # an unusable path (a name too long, say): the checks before training report it
         return None
     try:
         record = RunRecord.read(path)

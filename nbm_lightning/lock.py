@@ -50,9 +50,11 @@ class PairLock:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.took_over: Holder | None = None  # the stale holder this lock replaced, if any
+        self._made_parent = False  # acquire() created the lock's folder (removed again if left empty)
 
     def acquire(self) -> Holder | None:
         """Take the lock; None when taken, else the live holder (nothing changed)."""
+        self._made_parent = not self.path.parent.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         for _ in range(3):  # a lock released, or taken over, between our steps: look again
             if self._create():
@@ -75,6 +77,9 @@ class PairLock:
         mine = read_holder(self.path)
         if mine is not None and (mine.host, mine.pid) == (socket.gethostname(), os.getpid()):
             self.path.unlink(missing_ok=True)
+        if self._made_parent:
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()  # only if empty: a run's checkpoints live there
 
     def is_stale(self, holder: Holder) -> bool:
         """True when the holder is gone: its process on this host, or its heartbeat anywhere."""

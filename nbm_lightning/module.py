@@ -53,9 +53,11 @@ class MacroNetModule(pl.LightningModule):
         self.train_acc, self.eval_acc, self.test_acc = (
             MulticlassAccuracy(num_classes, average="micro") for _ in range(3)
         )
+        for metric in (self.train_loss, self.train_acc):
+            metric.persistent(True)  # a mid-epoch checkpoint carries the epoch's running sums (exact resume)
         self.history: dict[str, list[float]] = {name: [] for name in CURVES}
         self.test_result: dict[str, float] = {}
-        self._epoch_start = 0.0
+        self._epoch_start = 0.0  # perf_counter() at the start of the current epoch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.contiguous(memory_format=self.memory_format))
@@ -137,6 +139,10 @@ class MacroNetModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["nbm_history"] = self.history
+        checkpoint["nbm_epoch_elapsed_s"] = time.perf_counter() - self._epoch_start  # used by a mid-epoch resume
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.history = checkpoint.get("nbm_history", self.history)
+        if len(self.history["epoch"]) == checkpoint.get("epoch"):  # saved mid-epoch: its time so far counts
+            # Lightning resumes that epoch without on_train_epoch_start (the optimizer keeps the epoch's lr)
+            self._epoch_start = time.perf_counter() - checkpoint.get("nbm_epoch_elapsed_s", 0.0)

@@ -15,6 +15,10 @@ Schema versions (`SCHEMA_VERSION`; readers accept every version in `READABLE`):
      layer of the code as given: `layer_1` ... `layer_8`), `op_counts` (op name -> layers: `n_<op>`),
      `n_nonzero` and `recipe_name`. Where a record lacks them (versions 1 and 2, or built without them) they
      are derived from `arch` and the recipe when the RunRecord is made (nothing else changes).
+  4  A third status, `preempted`: the run was stopped by SIGTERM/SIGUSR1 after saving a checkpoint (mid-epoch
+     where the signal came during training); a rerun resumes it. Exports and `sweep make --missing` count a
+     preempted run as missing, not as failed. New field `data` (what the run trained on: see `data.py`'s
+     `fingerprint`), None where unknown.
 A new field is added here with a default, the version is bumped, and an upgrade step is added for the
 versions before it.
 """
@@ -34,10 +38,10 @@ from .search_space import canonical as canonical_of
 from .search_space import is_canonical
 
 SCHEMA = "nbm_lightning.run_record"  # the `schema` field of every record
-SCHEMA_VERSION = 3  # what this code writes
-READABLE = (1, 2, 3)  # what this code reads
-COMPLETE, FAILED = "complete", "failed"  # values of `status`
-STATUSES = (COMPLETE, FAILED)
+SCHEMA_VERSION = 4  # what this code writes
+READABLE = (1, 2, 3, 4)  # what this code reads
+COMPLETE, FAILED, PREEMPTED = "complete", "failed", "preempted"  # values of `status`
+STATUSES = (COMPLETE, FAILED, PREEMPTED)
 EVAL_SPLITS = ("test", "val")  # per-epoch evaluation on the test set (published) or a held-out validation split
 CURVES = ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_time_s")  # per-epoch series
 METRIC_FIELDS = {"best": "test_acc_best", "final": "test_acc_final"}  # an export's --metric -> the record field
@@ -69,7 +73,7 @@ class RunRecord:
     arch: str  # the code as given to the trainer (its layout is what trained)
     recipe: Mapping[str, Any]  # the Recipe fields (nbm_lightning.config.Recipe)
     recipe_hash: str  # Recipe(**recipe).hash()
-    status: str  # COMPLETE or FAILED
+    status: str  # COMPLETE, FAILED or PREEMPTED
     error: str | None = None  # why it failed (one line), None when complete
     eval_split: str = "test"  # per-epoch evaluation split: "test" (published) or "val"
     epochs_completed: int | None = None  # epochs trained (None where the source does not say: W&B)
@@ -93,6 +97,7 @@ class RunRecord:
     resumed: bool | None = None  # True where the run resumed from a checkpoint
     val_indices: Sequence[int] | None = None  # training-set indices held out (validation split only)
     init_sha256: str | None = None  # sha256 of the initial weights (float32 LE bytes in parameters() order)
+    data: Mapping[str, Any] | None = None  # what it trained on: data.fingerprint() (files' sizes and hash, md5 check)
     upgraded_from: Mapping[str, Any] | None = None  # an older record's version and recipe hash, where upgraded
     layers: Sequence[str] | None = None  # op name per layer of `arch` (W&B config layer_1..layer_8)
     op_counts: Mapping[str, int] | None = None  # op name -> layers of `arch` using it (W&B config n_<op>)
@@ -364,7 +369,8 @@ _TYPES: dict[str, Callable[[Any], Any]] = {
     "train_time_s": _optional(_num), "wall_time_s": _optional(_num), "execution": _optional(_dict),
     "versions": _optional(_dict), "device": _optional(_dict), "wandb": _optional(_dict),
     "started_at": _optional(_str), "finished_at": _optional(_str), "resumed": _optional(_bool),
-    "val_indices": _optional(_ints), "init_sha256": _optional(_str), "upgraded_from": _optional(_dict),
+    "val_indices": _optional(_ints), "init_sha256": _optional(_str), "data": _optional(_dict),
+    "upgraded_from": _optional(_dict),
     "layers": _optional(_strs), "op_counts": _optional(_counts), "n_nonzero": _optional(_int),
     "recipe_name": _optional(_str),
 }  # fmt: skip

@@ -28,6 +28,7 @@ ARCH_KEYS: tuple[str, ...] = (*LAYER_KEYS, *COUNT_KEYS.values(), NONZERO_KEY)
 IDENTITY_KEYS = ("arch", "canonical", "seed", "run_name", "recipe_hash", "recipe_name")
 COMPLEXITY_KEYS = ("params", "flops")  # computed before wandb.init (nbm_lightning.complexity)
 MEASURED_KEYS = ("ptflops_macs", "device_name")  # added at fit start, measured on the built network
+DATA_KEY = "data"  # the data fingerprint (nbm_lightning.data.fingerprint), as the run record's `data` field
 PUBLISHED_RECIPE_NAME = "published"  # recipe_name of the built-in (published) recipe
 RECIPE_NAME_FIELDS = 3  # differing recipe fields named in a custom recipe's name (the hash tells them apart)
 
@@ -134,7 +135,7 @@ def run_config(
 def config_keys() -> tuple[str, ...]:
     """Every key `fit` logs to a run's W&B config: identity, architecture, complexity, recipe, execution, measured."""
     options = (*field_names(Recipe), *field_names(Execution))
-    return (*IDENTITY_KEYS, *ARCH_KEYS, *COMPLEXITY_KEYS, *options, *MEASURED_KEYS)
+    return (*IDENTITY_KEYS, *ARCH_KEYS, *COMPLEXITY_KEYS, *options, DATA_KEY, *MEASURED_KEYS)
 
 
 def record_config(record: Any) -> dict[str, Any]:

@@ -9,7 +9,8 @@ agents SWEEP_PATH [--per-gpu K] [--gpus 0,1] [--mode inprocess|subprocess] [--lo
                                           K agents per GPU, one GPU each (CUDA_VISIBLE_DEVICES); run the
                                           same on every machine. inprocess (default): each agent is a worker
                                           (`python -m nbm_lightning.agent`) training its runs in one process;
-                                          subprocess: `wandb agent SWEEP_PATH`, one `fit` process per run
+                                          subprocess: `wandb agent SWEEP_PATH`, one `fit` process per run.
+                                          GPU ids: ints or GPU-/MIG- UUIDs; unless --dry-run they must exist
 workspace ENTITY/PROJECT[/SWEEP_ID] [--name NAME] [--dry-run]
                                           create the benchmark's W&B workspace (nbm_lightning.workspace;
                                           extra [workspace]); --dry-run prints its panels and keys
@@ -34,6 +35,7 @@ from typing import Any
 import yaml
 
 from .atomic import atomic_write_text
+from .checks import InvalidValue, check_int, fail
 from .cli import ArgParser, run_main
 from .config import SEEDS, Execution
 from .errors import UserError
@@ -53,6 +55,9 @@ PRESETS = ("all", "smoke")
 SWEEP_PATH_RE = re.compile(r"^[\w.-]+(/[\w.-]+){0,2}$")  # SWEEP_ID, PROJECT/SWEEP_ID or ENTITY/PROJECT/SWEEP_ID
 INTERRUPTED = 130  # exit status after Ctrl-C
 AGENT_MODES = ("inprocess", "subprocess")  # `agents --mode`
+CUDA_ENV = "CUDA_VISIBLE_DEVICES"  # what each agent gets: its one GPU
+GPU_UUID_RE = re.compile(r"(GPU|MIG)-[0-9A-Fa-f]+(-[0-9A-Fa-f]+)*|MIG-GPU-[0-9A-Fa-f-]+/\d+/\d+")  # nvidia-smi -L forms
+GPU_ID_FORMS = "an int >= 0 or a GPU-/MIG- UUID as `nvidia-smi -L` prints it (-1 would hide every GPU)"
 
 
 # ---------------------------------------------------------------- sweep files
@@ -82,7 +87,9 @@ def preset(which: str) -> dict[str, Any]:
         )
     params = {"arch": {"values": list(SMOKE_CODES)}, "seed": {"values": [SEEDS[0]]}, "config": {"value": SMOKE_CONFIG}}
     return grid(
-        params, f"{PROJECT_NAME}-smoke", f"Smoke test: {len(SMOKE_CODES)} codes, one short epoch each ({SMOKE_CONFIG})"
+        params,
+        f"{PROJECT_NAME}-smoke",
+        f"Smoke test: {len(SMOKE_CODES)} codes, three short epochs each ({SMOKE_CONFIG})",
     )
 
 
@@ -188,18 +195,87 @@ class Agent:
 
 
 def visible_gpus(option: str | None) -> list[str]:
-    """GPUs from --gpus, else $CUDA_VISIBLE_DEVICES, else every device torch sees (UserError on none)."""
-    text = option if option is not None else os.environ.get("CUDA_VISIBLE_DEVICES", "")
-    gpus = [g.strip() for g in text.split(",") if g.strip()]
-    if option is not None and (not gpus or len(set(gpus)) != len(gpus)):
-        raise UserError(f"bad --gpus {option!r}: expected distinct GPU ids separated by commas, e.g. 0,1")
+    """GPUs from --gpus, else $CUDA_VISIBLE_DEVICES, else every device torch sees (UserError on none or a bad id)."""
+    given = requested_gpus(option)
+    if given is not None:
+        return given[1]
+    import torch
+
+    gpus = [str(i) for i in range(torch.cuda.device_count())]
     if not gpus:
+        raise UserError(f"no GPU visible: pass --gpus 0,1,... (or set {CUDA_ENV})")
+    return gpus
+
+
+def requested_gpus(option: str | None) -> tuple[str, list[str]] | None:
+    """(where they come from, the ids) of --gpus, else of a non-empty $CUDA_VISIBLE_DEVICES; None where neither."""
+    if option is not None:
+        return "--gpus", parse_gpu_ids("--gpus", option)
+    text = os.environ.get(CUDA_ENV, "")
+    return (CUDA_ENV, parse_gpu_ids(CUDA_ENV, text)) if text.strip() else None
+
+
+def parse_gpu_ids(source: str, text: str) -> list[str]:
+    """Distinct GPU ids separated by commas: ints >= 0 or GPU-/MIG- UUIDs (UserError naming `source`)."""
+    try:
+        ids = [_gpu_id(g.strip()) for g in text.split(",")]
+        if len(set(ids)) != len(ids):
+            raise fail("GPU ids", text, "distinct ids separated by commas, e.g. 0,1")
+    except InvalidValue as err:
+        raise UserError(f"bad {source}: {err}") from None
+    return ids
+
+
+def _gpu_id(gpu: str) -> str:
+    """`gpu` as a CUDA device id (an int without leading zeros, or a GPU-/MIG- UUID); InvalidValue otherwise."""
+    if re.fullmatch(r"[0-9]+", gpu):
+        return str(int(gpu))
+    if not GPU_UUID_RE.fullmatch(gpu):
+        raise fail("GPU id", gpu, GPU_ID_FORMS)
+    return gpu
+
+
+def check_gpus_exist(source: str, gpus: Sequence[str]) -> None:
+    """UserError naming the first id that is no GPU of this machine: ints against the GPUs torch counts without
+    CUDA_VISIBLE_DEVICES, UUIDs (or their prefixes, as CUDA allows) against `nvidia-smi -L`, where it runs."""
+    ints, uuids = [g for g in gpus if g.isdigit()], [g for g in gpus if not g.isdigit()]
+    count = physical_gpu_count() if ints else 0
+    absent = next((g for g in ints if int(g) >= count), None)
+    if absent is not None:
+        raise UserError(f"bad {source}: {fail('GPU id', absent, f'one of the {count} GPU(s) torch sees here')}")
+    listed = gpu_uuids() if uuids else None
+    absent = next((g for g in uuids if listed is not None and not any(u.startswith(g) for u in listed)), None)
+    if absent is not None:
+        known = f"the UUIDs `nvidia-smi -L` lists ({', '.join(listed or []) or 'none'})"
+        raise UserError(f"bad {source}: {fail('GPU id', absent, known)}")
+
+
+def physical_gpu_count() -> int:
+    """The machine's GPUs as torch counts them without CUDA_VISIBLE_DEVICES (in a child process where it is set)."""
+    if CUDA_ENV not in os.environ:
         import torch
 
-        gpus = [str(i) for i in range(torch.cuda.device_count())]
-    if not gpus:
-        raise UserError("no GPU visible: pass --gpus 0,1,... (or set CUDA_VISIBLE_DEVICES)")
-    return gpus
+        return torch.cuda.device_count()
+    env = {k: v for k, v in os.environ.items() if k != CUDA_ENV}
+    code = "import torch; print(torch.cuda.device_count())"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0 or not proc.stdout.strip().isdigit():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"cannot count the GPUs ({sys.executable} -c {code!r}): {last}")
+    return int(proc.stdout)
+
+
+def gpu_uuids() -> list[str] | None:
+    """The GPU and MIG UUIDs `nvidia-smi -L` lists, or None where it is not available (UUIDs then go unchecked)."""
+    found = shutil.which("nvidia-smi")
+    try:
+        proc = subprocess.run([found, "-L"], capture_output=True, text=True, timeout=60) if found else None
+    except (OSError, subprocess.TimeoutExpired):
+        proc = None
+    if proc is None or proc.returncode != 0:
+        print("GPU UUIDs not checked: `nvidia-smi -L` is not available", file=sys.stderr)
+        return None
+    return re.findall(r"UUID:\s*((?:GPU|MIG)-[^\s)]+)", proc.stdout)
 
 
 def _python_path_env() -> tuple[tuple[str, str], ...]:
@@ -285,7 +361,7 @@ def build_parser() -> ArgParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgParser)
     make = sub.add_parser("make", help="write a sweep file")
     make.add_argument(
-        "--preset", choices=PRESETS, default="all", help="all: the whole grid; smoke: 4 codes, one short epoch"
+        "--preset", choices=PRESETS, default="all", help="all: the whole grid; smoke: 4 codes, three short epochs"
     )
     make.add_argument(
         "--missing",
@@ -375,9 +451,14 @@ def agents(args: argparse.Namespace) -> int:
     """Plan the agents; print them (--dry-run) or run them."""
     if not SWEEP_PATH_RE.match(args.sweep_path):
         raise UserError(f"bad SWEEP_PATH {args.sweep_path!r}: expected ENTITY/PROJECT/SWEEP_ID")
-    if args.per_gpu < 1:
-        raise UserError(f"bad --per-gpu {args.per_gpu}: expected an int >= 1")
-    planned = plan(args.sweep_path, visible_gpus(args.gpus), args.per_gpu, args.mode)
+    try:
+        per_gpu = check_int("agents per GPU", args.per_gpu, 1)
+    except InvalidValue as err:
+        raise UserError(f"bad --per-gpu: {err}") from None
+    given = requested_gpus(args.gpus)  # ids named by --gpus or CUDA_VISIBLE_DEVICES must exist (unless --dry-run)
+    if given is not None and not args.dry_run:
+        check_gpus_exist(*given)
+    planned = plan(args.sweep_path, given[1] if given else visible_gpus(None), per_gpu, args.mode)
     if args.dry_run:
         for number, agent in enumerate(planned):
             print(f"agent {number}: gpu {agent.gpu} slot {agent.slot}: {agent.shell()}")

@@ -74,6 +74,7 @@ def make_logger(
     save_dir: Path,
 ) -> Any:
     """A WandbLogger for one run; resumes `run_id` where given (unless a sweep agent chose the id)."""
+    import wandb
     from pytorch_lightning.loggers import WandbLogger
 
     os.environ.setdefault("WANDB_CONSOLE", "off")  # keep the terminal's progress bar intact
@@ -91,13 +92,21 @@ def make_logger(
         save_dir=str(save_dir),
         job_type="train",
         log_model=False,
+        settings=_console_settings(wandb, mode),
         **kwargs,
     )
+    logger._wandb_init.pop("anonymous", None)  # Lightning passes anonymous=None: W&B warns that it has no effect
     run = logger.experiment
     if mode != "disabled":
         run.define_metric(EVAL_ACC_KEY, summary="max,last")
         run.define_metric(TRAIN_LOSS_KEY, summary="min,last")
     return logger
+
+
+def _console_settings(wandb: Any, mode: str) -> Any:
+    """What W&B prints: online, its warnings but not its banner and run summary (quiet); offline, nothing (silent):
+    its three-line offline banner is replaced by the project's one line on `wandb sync` (offline_note)."""
+    return wandb.Settings(silent=True) if mode == "offline" else wandb.Settings(quiet=True)
 
 
 def offline_note(run: Any) -> str:

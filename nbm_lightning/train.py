@@ -8,6 +8,7 @@ seeding, the W&B logger, the record and checkpoint callbacks, resume and the fin
 from __future__ import annotations
 
 import dataclasses
+import logging
 import shutil
 import sys
 import threading
@@ -19,10 +20,12 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from . import checkpoints
 from .atomic import atomic_write_text
-from .callbacks import EpochCheckpoint, GracefulStop, RunRecorder, RunStopped
+from .callbacks import EpochCheckpoint, EpochProgressBar, RunControl, RunPreempted, RunRecorder, RunStopped
 from .config import Execution, Recipe
-from .data import CIFAR10DataModule, DataCache
+from .data import CIFAR10DataModule, DataCache, fingerprint
+from .errors import UserError
 from .job import Job
 from .model import MacroNet, weights_sha256
 from .module import MacroNetModule, NonFiniteLossError
@@ -30,10 +33,33 @@ from .record import COMPLETE, RunRecord
 from .tracking import make_logger, resolve_mode
 
 COMPLETE_EXIT, FAILED_EXIT, STOPPED_EXIT = 0, 1, 130  # what train() returns (and fit exits with)
+PREEMPTED_EXIT = 143  # preempted (SIGTERM/SIGUSR1): non-zero, so W&B and SLURM requeue the run (128 + SIGTERM)
 
 # Lightning notices that do not apply here: we log once per epoch, never per step.
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+
+
+class LightningNotices(logging.Filter):
+    """Drops Lightning's informational notices that say nothing about a run here, each named below; everything
+    else it logs (its warnings and errors, and any notice not listed) still prints."""
+
+    MESSAGES = (
+        "GPU available:",  # hardware inventory: the record holds the device
+        "TPU available:",
+        "HPU available:",
+        "💡 Tip:",  # advertisements for Lightning's hosted loggers
+        "`Trainer.fit` stopped:",  # `max_epochs` reached: the project's own line says the run is complete
+        "Restoring states from the checkpoint path",  # the project's own line says it resumes, and from where
+        "Restored all states from the checkpoint",
+    )
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.MESSAGES)
+
+
+for _handler in logging.getLogger("pytorch_lightning").handlers:  # Lightning's own console handler
+    _handler.addFilter(LightningNotices())
 
 
 # ---------------------------------------------------------------- builders
@@ -96,9 +122,10 @@ def build_trainer(
 ) -> pl.Trainer:
     """A single-device Trainer for the recipe (checkpoints are ours: atomic, every epoch); `overrides`: Trainer args."""
     apply_numerics(recipe, execution)
+    progress = [EpochProgressBar()] if execution.progress else []
     settings = dict(
         max_epochs=recipe.epochs, accelerator="gpu" if device.type == "cuda" else device.type, devices=1,
-        precision=recipe.precision, logger=logger, callbacks=callbacks, enable_checkpointing=False,
+        precision=recipe.precision, logger=logger, callbacks=[*callbacks, *progress], enable_checkpointing=False,
         num_sanity_val_steps=0, benchmark=execution.cudnn_benchmark, enable_progress_bar=execution.progress,
         enable_model_summary=False, log_every_n_steps=50,
     )  # fmt: skip
@@ -113,31 +140,62 @@ class StopEvents(Protocol):
 
     soon: threading.Event  # stop after the next checkpoint (end of the current epoch)
     now: threading.Event  # stop at the next training step
+    preempt: threading.Event  # save a checkpoint after the current training step and end as preempted
+
+    def reason(self) -> str:
+        """The signal that asked for preemption, by name."""
 
 
 def train(job: Job, cache: DataCache | None = None, stop: StopEvents | None = None) -> int:
-    """Run the job to a record: COMPLETE_EXIT, FAILED_EXIT (the record says why) or STOPPED_EXIT (on request).
+    """Run the job to a record: COMPLETE_EXIT, FAILED_EXIT (the record says why), STOPPED_EXIT (Ctrl-C) or
+    PREEMPTED_EXIT (SIGTERM/SIGUSR1: checkpoint saved, record `preempted`).
 
     `cache` keeps the data of a worker's earlier runs; `stop` (set by the worker's main thread) ends the run
-    after its next checkpoint. Everything else is built and seeded afresh, as in a new process.
+    after a checkpoint. Everything else is built and seeded afresh, as in a new process.
     """
     seed_run(job.seed)
     device = pick_device(job.execution.accelerator)
     dm = build_datamodule(job.recipe, job.execution, job.seed, device, cache)
     dm.prepare_data()  # missing data fails here, before any W&B run or record exists
-    dm.setup("fit")
+    try:
+        dm.setup("fit")
+    except ValueError as err:  # e.g. a validation split as large as the data: bad input, before any work
+        raise UserError(str(err)) from None
     net = build_network(job.arch, dm.num_classes, job.execution)
     module = build_module(net, dm.num_classes, job.recipe, job.execution)
+    ckpt = _resumable_checkpoint(job)
+    extra = {**_extra(dm, ckpt), "init_sha256": weights_sha256(net), "data": fingerprint(job.execution.data_dir)}
+    recorder = RunRecorder(job.record_path, identity(job), job.recipe, job.execution, extra)
+    meta = checkpoints.meta(job.name, job.recipe.hash(), job.execution.pipeline)
+    callbacks = [recorder, EpochCheckpoint(ckpt, meta)] + ([RunControl(stop, ckpt)] if stop else [])
+    trainer = build_trainer(
+        job.recipe, job.execution, device, callbacks, logger=_logger(job), default_root_dir=str(job.ckpt_dir),
+        plugins=_cluster_plugins(),
+    )  # fmt: skip
+    return _fit(job, trainer, module, dm, ckpt, recorder)
+
+
+def _resumable_checkpoint(job: Job) -> Path:
+    """The run's checkpoint path; a checkpoint there that cannot be resumed is set aside first (one line)."""
+    ckpt = job.ckpt_dir / checkpoints.LAST
     if job.force:
         shutil.rmtree(job.ckpt_dir, ignore_errors=True)
-    ckpt = job.ckpt_dir / "last.ckpt"
-    extra = {**_extra(dm, ckpt), "init_sha256": weights_sha256(net)}
-    recorder = RunRecorder(job.record_path, identity(job), job.recipe, job.execution, extra)
-    callbacks = [recorder, EpochCheckpoint(ckpt)] + ([GracefulStop(stop.soon, stop.now)] if stop else [])
-    trainer = build_trainer(
-        job.recipe, job.execution, device, callbacks, logger=_logger(job), default_root_dir=str(job.ckpt_dir)
-    )
-    return _fit(job, trainer, module, dm, ckpt, recorder)
+    for partial in job.ckpt_dir.glob(f".{checkpoints.LAST}.*.tmp"):  # a process killed while writing one
+        partial.unlink(missing_ok=True)
+    for other in checkpoints.other_recipes(Path(job.execution.ckpt_dir), job.name, job.recipe.hash()):
+        print(f"note: {other} holds a checkpoint of {job.name} of another recipe (left for it)", file=sys.stderr)
+    if ckpt.exists():
+        why = checkpoints.problem(ckpt, checkpoints.meta(job.name, job.recipe.hash(), job.execution.pipeline))
+        if why:
+            checkpoints.set_aside(ckpt, why)
+    return ckpt
+
+
+def _cluster_plugins() -> list[Any]:
+    """Under SLURM, Lightning's own auto-requeue off: preemption and requeueing are ours (sweeps/slurm_array.sh)."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
 def _fit(
@@ -156,6 +214,10 @@ def _fit(
     except RunStopped as err:
         print(f"{job.name}: {err}; a rerun resumes from {ckpt}", file=sys.stderr)
         return STOPPED_EXIT
+    except RunPreempted as err:
+        print(f"{job.name}: {err}; record {job.record_path} says preempted; a rerun resumes", file=sys.stderr)
+        _finish_wandb(PREEMPTED_EXIT)  # before the agent finishes it: W&B requeues a preempting run that exits non-zero
+        return PREEMPTED_EXIT
     finally:
         _finish_wandb()
     record = recorder.record
@@ -188,11 +250,12 @@ def _logger(job: Job) -> Any:
     id_file = job.ckpt_dir / "wandb_id"
     run_id = id_file.read_text().strip() if id_file.exists() else None
     from .complexity import complexity
-    from .runkeys import run_config
+    from .runkeys import DATA_KEY, run_config
     from .tracking import offline_note
 
     counts = complexity(job.arch)  # memoized parts: the config is complete at wandb.init
     config = run_config(job.arch, job.seed, job.recipe, job.execution, counts.params, counts.flops, job.name)
+    config[DATA_KEY] = fingerprint(e.data_dir)  # what it trains on: an export from W&B checks it like a record's
     logger = make_logger(
         mode, e.wandb_project, e.wandb_entity, job.name, job.canonical, _tags(job), config, run_id, Path(".")
     )
@@ -217,11 +280,11 @@ def _extra(dm: CIFAR10DataModule, ckpt: Path) -> dict[str, Any]:
     return extra
 
 
-def _finish_wandb() -> None:
+def _finish_wandb(exit_code: int | None = None) -> None:
     """Close the W&B run so offline files are complete (W&B is never imported by a run that did not use it)."""
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:
-        wandb.finish()
+        wandb.finish(exit_code=exit_code)
 
 
 def _result_line(record: RunRecord) -> str:

@@ -7,8 +7,14 @@ LightningModule, optimizer, Trainer, callbacks, logger and every generator. Arou
 what a run may leave in the process: W&B's environment variables, the TF32 and cuDNN flags (set by each run's
 Trainer), the compiler's caches (`torch._dynamo.reset()` before a compiled run), and the memory of a failed run.
 
-Stopping: the first Ctrl-C (SIGINT, handled in the main thread) ends the current run after its next checkpoint
-and the worker after it; a second Ctrl-C ends the run at its next training step. A rerun resumes either way.
+Each run trains on a thread of its own, so that every signal reaches the worker's main thread (Lightning
+installs handlers only there, and would compete). Stopping: the first Ctrl-C (SIGINT) ends the current run after
+its next checkpoint and the worker after it; a second Ctrl-C ends the run at its next training step. SIGTERM
+or SIGUSR1 (a scheduler's preemption) ends the run after its current training step with a mid-epoch checkpoint
+and a `preempted` record, and the worker with exit status 143. A rerun resumes either way.
+
+One trainer per pair: a run holds a lock beside its checkpoint (`lock.PairLock`); a job whose pair another
+process is training is skipped with a line naming that process.
 """
 
 from __future__ import annotations
@@ -16,19 +22,26 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import shutil
 import signal
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from . import preflight
 from .errors import UserError
 from .job import Job, done_record
+from .lock import PairLock
 from .record import RecordError, RunRecord
 
-SKIPPED, COMPLETE, FAILED, STOPPED = "skipped", "complete", "failed", "stopped"  # outcomes of a job
+SKIPPED, BUSY, COMPLETE, FAILED = "skipped", "busy", "complete", "failed"  # outcomes of a job
+STOPPED, PREEMPTED = "stopped", "preempted"  # outcomes of a job ended on request
 INTERRUPTED_EXIT = 130  # exit status of a worker stopped by Ctrl-C
+PREEMPTED_EXIT = 143  # exit status of a worker preempted (SIGTERM/SIGUSR1): schedulers and W&B requeue it
+PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # what a scheduler sends ahead of a kill
 
 
 @dataclass
@@ -37,7 +50,25 @@ class StopSignal:
 
     soon: threading.Event = field(default_factory=threading.Event)  # first Ctrl-C
     now: threading.Event = field(default_factory=threading.Event)  # second Ctrl-C
+    preempt: threading.Event = field(default_factory=threading.Event)  # SIGTERM or SIGUSR1
     finished: threading.Event = field(default_factory=threading.Event)  # the run has stopped: end the main loop
+    signal_name: str = ""  # the signal that asked for preemption
+
+    def reason(self) -> str:
+        """The preempting signal's name."""
+        return self.signal_name or "a preemption request"
+
+    def preempt_request(self, signum: int = signal.SIGTERM, frame: object = None) -> None:
+        """Signal handler: the run saves a checkpoint after its current step and ends as preempted."""
+        if self.finished.is_set():
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        self.preempt.set()
+        print(f"worker: {self.signal_name}: preempting after the current training step", file=sys.stderr, flush=True)
+
+    def stopping(self) -> bool:
+        """True once any stop or preemption was asked for."""
+        return self.soon.is_set() or self.preempt.is_set()
 
     def request(self, signum: int = signal.SIGINT, frame: object = None) -> None:
         """Signal handler: the first request stops after the next checkpoint, the second at the next step.
@@ -55,12 +86,13 @@ class StopSignal:
         print("worker: stopping after this run's next checkpoint (Ctrl-C again: at the next step)", file=sys.stderr)
 
     @contextlib.contextmanager
-    def handling(self, *signums: int) -> Iterator[StopSignal]:
-        """Route the signals (SIGINT by default) to `request` while inside; only the main thread can."""
+    def handling(self) -> Iterator[StopSignal]:
+        """Route SIGINT to `request` and SIGTERM/SIGUSR1 to `preempt_request` while inside (main thread only)."""
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
-        previous = {s: signal.signal(s, self.request) for s in signums or (signal.SIGINT,)}
+        handlers = {signal.SIGINT: self.request, **dict.fromkeys(PREEMPT_SIGNALS, self.preempt_request)}
+        previous = {s: signal.signal(s, handler) for s, handler in handlers.items()}
         try:
             yield self
         finally:
@@ -73,7 +105,7 @@ class Outcome:
     """What became of one job."""
 
     name: str  # <canonical>-s<seed>
-    status: str  # SKIPPED, COMPLETE, FAILED or STOPPED
+    status: str  # SKIPPED, BUSY, COMPLETE, FAILED, STOPPED or PREEMPTED
     wall_s: float  # seconds from taking the job to its record written and its W&B run finished
     train_s: float | None  # the record's training + evaluation seconds (None: no record)
     error: str | None = None  # one line, for FAILED
@@ -101,19 +133,74 @@ class Worker:
         every job alike.
         """
         start = time.perf_counter()
-        done = done_record(job)
-        if done is not None:
-            print(
-                f"{job.name}: a complete record of this recipe exists at {job.record_path} "
-                f"(test acc final {done.test_acc_final:.2f}%); nothing to do (--force retrains)"
-            )
+        if self._skip_done(job):
             return Outcome(job.name, SKIPPED, time.perf_counter() - start, None)
-        status, error = self._train(job)
+        preflight.check(job)
+        lock = PairLock(lock_path(job))
+        holder = lock.acquire()
+        if holder is not None:
+            print(f"{job.name}: being trained by {holder.describe()} (lock {lock.path}); skipped")
+            return Outcome(job.name, BUSY, time.perf_counter() - start, None)
+        try:
+            if lock.took_over is not None:
+                print(f"{job.name}: took over the stale lock of {lock.took_over.describe()}", file=sys.stderr)
+            if self._skip_done(job, holding=True):  # finished by another process while we looked
+                return Outcome(job.name, SKIPPED, time.perf_counter() - start, None)
+            status, error = self._train(job)
+        finally:
+            lock.release()
         return self._outcome(job, status, error, time.perf_counter() - start)
 
+    def _skip_done(self, job: Job, holding: bool = False) -> bool:
+        """True (with a line) when the job's complete record exists; what that run left behind is removed
+        (under the pair's lock: `holding` says this process holds it already)."""
+        done = done_record(job)
+        if done is None:
+            return False
+        print(
+            f"{job.name}: a complete record of this recipe exists at {job.record_path} "
+            f"(test acc final {done.test_acc_final:.2f}%); nothing to do (--force retrains)"
+        )
+        if job.ckpt_dir.exists() and not job.execution.keep_checkpoint:  # a kill after the record, before cleanup
+            self._remove_leftover(job, holding)
+        return True
+
+    @staticmethod
+    def _remove_leftover(job: Job, holding: bool) -> None:
+        """Remove a finished run's checkpoint folder, under the pair's lock (never one that a process trains)."""
+        lock = None if holding else PairLock(lock_path(job))
+        if lock is not None and lock.acquire() is not None:
+            return
+        try:
+            shutil.rmtree(job.ckpt_dir, ignore_errors=True)
+            print(f"{job.name}: removed {job.ckpt_dir}, left behind by the run that wrote the record")
+        finally:
+            if lock is not None:
+                lock.release()
+
     def _train(self, job: Job) -> tuple[str, str | None]:
-        """Run train() inside the per-run resets; (status, one-line error)."""
-        from .train import COMPLETE_EXIT, STOPPED_EXIT, train
+        """Train on a run thread (signals stay with the main thread, which waits); (status, one-line error)."""
+        if threading.current_thread() is not threading.main_thread():
+            return self._train_here(job)
+        result: dict[str, object] = {}
+
+        def target() -> None:
+            try:
+                result["value"] = self._train_here(job)
+            except BaseException as err:  # noqa: BLE001 (handed to the main thread below)
+                result["error"] = err
+
+        thread = threading.Thread(target=target, name=f"run-{job.name}")
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.2)  # short waits: the main thread stays free to run signal handlers
+        if "error" in result:
+            raise result["error"]  # a UserError (bad input): the worker's caller reports it
+        return result["value"]  # type: ignore[return-value]
+
+    def _train_here(self, job: Job) -> tuple[str, str | None]:
+        """Run train() inside the per-run resets, on this thread; (status, one-line error)."""
+        from .train import COMPLETE_EXIT, PREEMPTED_EXIT, STOPPED_EXIT, train
 
         try:
             with run_scope(job):
@@ -127,7 +214,7 @@ class Worker:
         finally:
             release_memory()
             self._freeze_once()
-        return {COMPLETE_EXIT: COMPLETE, STOPPED_EXIT: STOPPED}.get(code, FAILED), None
+        return {COMPLETE_EXIT: COMPLETE, STOPPED_EXIT: STOPPED, PREEMPTED_EXIT: PREEMPTED}.get(code, FAILED), None
 
     def _freeze_once(self) -> None:
         """After the first run, exempt what survives it (libraries, W&B, the data) from later collections.
@@ -146,7 +233,8 @@ class Worker:
             record = RunRecord.read(job.record_path) if status != STOPPED else None
         except RecordError:
             record = None
-        train_s = record.train_time_s if record is not None else None
+        whole = record is not None and not record.resumed  # a resumed run's training time spans processes
+        train_s = record.train_time_s if whole else None
         error = error or (record.error if record is not None and status == FAILED else None)
         outcome = Outcome(job.name, status, wall_s, train_s, error)
         if train_s is not None:
@@ -159,24 +247,35 @@ class Worker:
         INTERRUPTED_EXIT when stopped; the last line says which jobs failed (or remain)."""
         outcomes: list[Outcome] = []
         for job in jobs:
-            if self.stop.soon.is_set():
+            if self.stop.stopping():
                 break
             outcomes.append(self.run(job))
-        return report(outcomes, len(jobs))
+        return report(outcomes, len(jobs), preempted=self.stop.preempt.is_set())
 
 
-def report(outcomes: Sequence[Outcome], total: int) -> int:
-    """Print the worker's last line and return its exit status."""
-    counts = {s: sum(o.status == s for o in outcomes) for s in (COMPLETE, SKIPPED, FAILED, STOPPED)}
+def report(outcomes: Sequence[Outcome], total: int, preempted: bool = False) -> int:
+    """Print the worker's last line and return its exit status: 1 failed, 143 preempted, 130 stopped, else 0.
+
+    `preempted`: a preemption signal arrived (also between runs, when no run reports it).
+    """
+    counts = {s: sum(o.status == s for o in outcomes) for s in (COMPLETE, SKIPPED, BUSY, FAILED, STOPPED, PREEMPTED)}
     failed = [o.name for o in outcomes if o.status == FAILED]
+    preempted = preempted or bool(counts[PREEMPTED])
     line = f"worker: {total} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
-    left = total - len(outcomes) + counts[STOPPED]
+    left = total - len(outcomes) + counts[STOPPED] + counts[PREEMPTED]
     if left:
-        line += f"; {left} not done (stopped: rerun the same command to resume)"
+        line += f"; {left} not done ({'preempted' if preempted else 'stopped'}: rerun the same command to resume)"
     if failed:
         line += f"; failed: {' '.join(failed)}"
     print(line, file=sys.stderr if failed else sys.stdout)
-    return 1 if failed else INTERRUPTED_EXIT if left else 0
+    if failed:
+        return 1
+    return PREEMPTED_EXIT if preempted else INTERRUPTED_EXIT if left else 0
+
+
+def lock_path(job: Job) -> Path:
+    """The pair's lock file, beside its checkpoint folder: `<ckpt_dir>/<canonical>-s<seed>-<recipe hash>.lock`."""
+    return job.ckpt_dir.with_name(job.ckpt_dir.name + ".lock")
 
 
 WANDB_PREFIX = "WANDB_"  # environment variables a run (or W&B's agent) may set for itself

@@ -17,6 +17,13 @@
 # resumes from its checkpoint, so resubmitting the same array (or only the failed task ids) is safe.
 # Download CIFAR-10 into DATA_DIR once before submitting: tasks run with --download=false.
 #
+# Preemption and the time limit: SLURM sends SIGUSR1 to this batch shell 300 s before the limit
+# (--signal=B:USR1@300), and SIGTERM to all of the job's processes when it preempts the job. The shell passes
+# either on to Python, which saves a checkpoint after its current training step, writes a `preempted` record
+# and exits with status 143; the shell then requeues the task (`scontrol requeue`), whose rerun resumes.
+# Lightning's own SLURM auto-requeue is off (ours does it). SLURM opens --output before the script runs:
+# logs/slurm/ must exist (it is in the repository).
+#
 #SBATCH --job-name=nas-bench-macro
 #SBATCH --array=0-3968%64
 #SBATCH --gres=gpu:1
@@ -24,6 +31,8 @@
 #SBATCH --mem=16G
 #SBATCH --time=04:00:00
 #SBATCH --output=logs/slurm/%A_%a.out
+#SBATCH --signal=B:USR1@300
+#SBATCH --requeue
 set -uo pipefail
 
 PER_TASK=${PER_TASK:-3}                       # pairs per array task
@@ -34,6 +43,7 @@ CKPT_DIR=${CKPT_DIR:-checkpoints}             # shared too, so a requeued task r
 DATA_DIR=${DATA_DIR:-./data}                  # holds cifar-10-batches-py/
 PYTHON=${PYTHON:-python}                      # the project's environment
 TASK=${SLURM_ARRAY_TASK_ID:?submit with sbatch --array (or set SLURM_ARRAY_TASK_ID)}
+PREEMPTED=143                                 # fit's exit status when preempted (nbm_lightning.worker)
 
 first=$((TASK * PER_TASK))
 last=$((first + PER_TASK - 1))
@@ -41,5 +51,22 @@ last=$((first + PER_TASK - 1))
 (( first < GRID_SIZE )) || { echo "task ${TASK}: no pairs (the grid ends at $((GRID_SIZE - 1)))"; exit 0; }
 echo "task ${TASK}: pairs ${first}-${last}"
 # One worker process trains the task's pairs in order (data loaded once), skipping those already complete.
-exec "${PYTHON}" -m nbm_lightning.fit --index="${first}-${last}" --config="${CONFIG}" --wandb-mode=offline \
-    --results-dir="${RESULTS_DIR}" --ckpt-dir="${CKPT_DIR}" --data-dir="${DATA_DIR}" --download=false --progress=false
+# It runs in the background so that this shell can pass SLURM's signals on to it.
+pid=""
+forward() { echo "task ${TASK}: $1: preempting pid ${pid}"; [ -n "${pid}" ] && kill -"$1" "${pid}" 2>/dev/null; }
+trap 'forward USR1' USR1
+trap 'forward TERM' TERM
+"${PYTHON}" -m nbm_lightning.fit --index="${first}-${last}" --config="${CONFIG}" --wandb-mode=offline \
+    --results-dir="${RESULTS_DIR}" --ckpt-dir="${CKPT_DIR}" --data-dir="${DATA_DIR}" --download=false --progress=false &
+pid=$!
+wait "${pid}"
+while kill -0 "${pid}" 2>/dev/null; do   # a trapped signal ends `wait` early: wait for the real exit
+    wait "${pid}"
+done
+wait "${pid}"; status=$?                  # bash keeps a background job's exit status: Python's own
+if [ "${status}" -eq "${PREEMPTED}" ]; then
+    job="${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-}}${SLURM_ARRAY_JOB_ID:+_${TASK}}"
+    echo "task ${TASK}: preempted; requeueing ${job}"
+    scontrol requeue "${job}" || echo "task ${TASK}: scontrol requeue ${job} failed: resubmit the task"
+fi
+exit "${status}"

@@ -23,6 +23,7 @@ import scipy.stats
 from nbm_lightning.bench import (
     PROXY_SECONDS_PER_MAC,
     PUBLISHED_SHA256,
+    ArchNotFound,
     Benchmark,
     BenchmarkError,
     BenchmarkFormatError,
@@ -36,7 +37,9 @@ from nbm_lightning.bench import (
     seed_noise_tau,
     spearman_rho,
 )
+from nbm_lightning.bench import __main__ as bench_cli
 from nbm_lightning.bench.compare import MIN_SHARED
+from nbm_lightning.cli import run_main
 from nbm_lightning.errors import UserError
 from nbm_lightning.export import extended
 from nbm_lightning.search_space import canonical, unique_codes
@@ -380,7 +383,11 @@ def _published_copy(published: dict) -> dict:
     [
         (lambda p: [1, 2], "top level is a JSON list"),
         (lambda p: {"a": 1}, "unexpected key 'a'"),
-        (lambda p: {k: v for k, v in p.items() if k != "00000000"}, "1 of 6561 arch codes missing, e.g. '00000000'"),
+        (
+            lambda p: {k: v for k, v in p.items() if k != "00000010"},
+            "breaks the published invariant: key '00000001' is present, its canonical code '00000010' not",
+        ),
+        (lambda p: {}, "holds no architectures"),
         (lambda p: {**p, "00000000": {**p["00000000"], "extra": 1}}, "record '00000000' has"),
         (lambda p: {**p, "00000000": {**p["00000000"], "params": 1.5}}, "record '00000000' has params 1.5"),
         (lambda p: {**p, "00000000": {**p["00000000"], "test_acc": []}}, "record '00000000' has test_acc"),
@@ -400,6 +407,28 @@ def test_load_rejects_wrong_shapes_in_one_line(tmp_path, published, make, match)
     with pytest.raises(BenchmarkFormatError, match=match) as info:
         Benchmark.load(path)
     assert isinstance(info.value, UserError) and "\n" not in str(info.value)
+
+
+def test_a_partial_original_file_loads_with_a_notice(tmp_path, published, bench, capsys):
+    kept = {"10210210", "00000000"}  # what an --allow-partial export writes: every key of the complete codes
+    data = {k: v for k, v in published.items() if canonical(k) in kept}
+    path = _write(tmp_path / "partial.json", data)
+    partial = Benchmark.load(path)
+    assert partial.archs() == ("00000000", "10210210") and partial.query("10201201") == bench.query("10201201")
+    err = capsys.readouterr().err
+    missing = f"({6561 - len(data)} of 6561 arch codes missing, e.g. '00000001')"
+    assert err.count("\n") == 1 and f"partial: 2 of 3969 canonical codes {missing}" in err
+    assert compare(partial, bench).n_shared == 2
+    with pytest.raises(KeyError, match="arch '22212220' .* is not in .*partial.json") as info:
+        partial.accuracy("22212220")
+    assert isinstance(info.value, ArchNotFound) and isinstance(info.value, UserError)
+    assert run_main(bench_cli.main, ["query", "22212220", "--file", str(path)], prog=bench_cli.PROG) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1 and "Traceback" not in captured.err
+    assert captured.err.startswith(f"{bench_cli.PROG}: error: arch '22212220' (canonical of '22212220') is not in")
+    assert "(it holds 2 of 3969 canonical codes)" in captured.err
+    assert bench_cli.main(["query", "10201201", "--file", str(path)]) == 0  # the notice follows the answer
+    assert "partial: 2 of 3969" in capsys.readouterr().err
 
 
 def test_load_rejects_missing_and_non_json_files(tmp_path):

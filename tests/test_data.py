@@ -26,6 +26,8 @@ from nbm_lightning.data import (
     SKIP_MD5_ENV,
     CIFAR10DataModule,
     DataMissingError,
+    EpochSampler,
+    SeededDataset,
     TensorLoader,
     augment,
     epoch_generator,
@@ -311,9 +313,18 @@ def test_torchvision_loader_settings(tiny_root):
     loader = module.train_dataloader()
     assert loader.num_workers == 2 and loader.persistent_workers and not loader.drop_last
     assert loader.pin_memory == torch.cuda.is_available()
-    assert torch.equal(loader.generator.get_state(), torch.Generator().manual_seed(3).get_state())
-    assert isinstance(loader.sampler, torch.utils.data.RandomSampler)
+    assert isinstance(loader.sampler, EpochSampler) and loader.sampler.seed == 3  # order seeded by (seed, epoch)
     assert isinstance(module.val_dataloader().sampler, torch.utils.data.SequentialSampler)
+
+
+def test_torchvision_augmentation_is_a_function_of_seed_epoch_and_image(tiny_root):
+    """Any worker, any order: image i of epoch e is augmented the same way; another epoch or seed, another way."""
+    data = make_module(tiny_root, pipeline="torchvision", seed=3)._loaded["train"]
+    first, again = data[(1, 5)][0], data[(1, 5)][0]
+    torch.manual_seed(123)  # the global stream does not matter
+    assert torch.equal(first, again) and torch.equal(first, data[(1, 5)][0])
+    others = [data[(2, 5)][0], SeededDataset(data.base, data.indices, data.transform, 4)[(1, 5)][0]]
+    assert not any(torch.equal(first, other) for other in others)
 
 
 class EpochRecorder(pl.LightningModule):
@@ -340,10 +351,13 @@ class ValidatingRecorder(EpochRecorder):
         pass
 
 
-def fit(root: Path, ckpt_dir: Path, validate: bool, ckpt_path: str | None = None) -> EpochRecorder:
-    """Train 3 epochs on the tiny set with the tensor pipeline, a checkpoint per epoch."""
+def fit(
+    root: Path, ckpt_dir: Path, validate: bool, ckpt_path: str | None = None, pipeline: str = "tensor", steps: int = 0
+) -> EpochRecorder:
+    """Train 3 epochs on the tiny set, a checkpoint per epoch (or every `steps` training steps: mid-epoch ones)."""
     model = ValidatingRecorder() if validate else EpochRecorder()
-    checkpoints = pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_top_k=-1, every_n_epochs=1)
+    every = {"every_n_train_steps": steps} if steps else {"every_n_epochs": 1}
+    checkpoints = pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, save_top_k=-1, **every)
     trainer = pl.Trainer(
         max_epochs=3,
         accelerator="cpu",
@@ -355,9 +369,8 @@ def fit(root: Path, ckpt_dir: Path, validate: bool, ckpt_path: str | None = None
         num_sanity_val_steps=0,
         limit_val_batches=1.0 if validate else 0,
     )
-    trainer.fit(
-        model, datamodule=CIFAR10DataModule(str(root), batch_size=16, download=False, seed=4), ckpt_path=ckpt_path
-    )
+    dm = CIFAR10DataModule(str(root), batch_size=16, download=False, seed=4, pipeline=pipeline, num_workers=0)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     return model
 
 
@@ -372,6 +385,18 @@ def test_resuming_a_trainer_reproduces_the_uninterrupted_batches(tiny_root, tmp_
     assert sorted(resumed.seen) == [1, 2]
     for epoch in (1, 2):
         assert torch.equal(torch.cat(resumed.seen[epoch]), torch.cat(full.seen[epoch]))
+
+
+@pytest.mark.filterwarnings("ignore:The dirpath has changed")
+@pytest.mark.parametrize("pipeline", ["tensor", "torchvision"])
+def test_resuming_mid_epoch_continues_with_the_next_batch(tiny_root, tmp_path, pipeline):
+    """50 images in batches of 16 = 4 steps an epoch; a checkpoint after step 6 is in the middle of epoch 2."""
+    full = fit(tiny_root, tmp_path / "full", False, pipeline=pipeline, steps=6)
+    mid_epoch = next((tmp_path / "full").glob("epoch=1-step=6.ckpt"))
+    resumed = fit(tiny_root, tmp_path / "resumed", False, ckpt_path=str(mid_epoch), pipeline=pipeline, steps=6)
+    assert len(resumed.seen[1]) == 2 and sorted(resumed.seen) == [1, 2]  # the 2 batches not yet trained
+    assert torch.equal(torch.cat(resumed.seen[1]), torch.cat(full.seen[1][2:]))
+    assert torch.equal(torch.cat(resumed.seen[2]), torch.cat(full.seen[2]))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -195,7 +195,9 @@ def partial_dir(tmp_path: Path) -> Path:
 def test_missing_seeds_fail_without_allow_partial(tmp_path, capsys):
     out = tmp_path / "out.json"
     assert run_export("--from", str(partial_dir(tmp_path)), "--format", "original", "--out", str(out)) == 2
-    last = capsys.readouterr().err.splitlines()[-1]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "used" not in err  # the error alone: no summary line before it
+    last = err.splitlines()[-1]
     assert last.startswith(
         "python -m nbm_lightning.export: error: 3968 of 3969 canonical codes lack seeds (11902 of 11907 runs missing)"
     )
@@ -216,6 +218,37 @@ def test_allow_partial_leaves_incomplete_codes_out(tmp_path, capsys):
         "read 5 runs: used 3 (1 codes x 3 seeds), rejected 0, superseded 0 duplicates, missing 11902 of 11907; "
         "left out 3968 incomplete codes (2 of their runs read)"
     )
+    from nbm_lightning.bench import Benchmark
+
+    assert Benchmark.load(out).archs() == (A,)  # `bench` reads the partial original file (the codes it holds)
+    assert "is partial: 1 of 3969 canonical codes" in capsys.readouterr().err
+
+
+def test_out_inside_a_from_folder_is_refused(tmp_path, capsys):
+    folder = tmp_path / "results"
+    write_records(folder, full([A]))
+    for out in (folder / "bench.json", folder / ".." / "results" / "x.json"):
+        assert run_export("--from", str(folder), "--format", "original", "--allow-partial", "--out", str(out)) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"bad --out {str(out)!r}: it is in the --from folder" in err
+        assert not out.exists()
+    assert (
+        run_export("--from", str(folder), "--format", "original", "--allow-partial", "--out", str(tmp_path / "b.json"))
+        == 0
+    )
+
+
+def test_unread_subfolders_are_named(tmp_path, capsys):
+    results = tmp_path / "results"
+    write_records(results / "smoke", full([A]))
+    out = tmp_path / "out.json"
+    assert run_export("--from", str(results), "--format", "original", "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no complete run in the sources (0 runs read)" in err and not out.exists()
+    assert f"{str(results)!r} holds no *.json file; its subfolders {results / 'smoke'}/ were not read" in err
+    argv = ["--from", str(results), "--from", str(results / "smoke"), "--format", "original", "--allow-partial"]
+    assert run_export(*argv, "--out", str(out)) == 0  # exported from the subfolder; the note stays
+    assert "note: " in capsys.readouterr().err and out.exists()
 
 
 def test_recipes_are_never_mixed(tmp_path, capsys):

@@ -65,6 +65,32 @@ def test_check_fails_for_another_function():
     assert not outcome.passed and "gradients" in outcome.failures()
 
 
+def _outcome(device: torch.device, grad_error: float = 0.1, loss_diff: float = 1e-5) -> fc.Outcome:
+    """A channels_last variant's outcome as the CPU gives it at batch 256: gradients off, losses close."""
+    path = fc.variants(device, "off")[0]
+    return fc.Outcome(path.name, grad_error, 1e-4, 0.0, [loss_diff], 1e-5, 1e-3, fc.expected_failures(path, device))
+
+
+@pytest.mark.parametrize(
+    "device, loss_diff, status, verdict",
+    [
+        ("cpu", 1e-5, 0, "EXPECTED FAIL (gradients: expected on a CPU: PyTorch's CPU channels_last BatchNorm kernel"),
+        ("cpu", 1e-1, 1, "FAIL (gradients, loss at steps [1])"),  # a loss failure is never expected
+        ("cuda", 1e-5, 1, "FAIL (gradients)"),  # on CUDA nothing is expected to fail
+    ],
+)
+def test_only_the_cpu_channels_last_gradient_failure_is_expected(
+    monkeypatch, capsys, device, loss_diff, status, verdict
+):
+    outcome = _outcome(torch.device(device), loss_diff=loss_diff)
+    monkeypatch.setattr(fc, "check", lambda *args: [outcome, _outcome(torch.device(device), grad_error=1e-5)])
+    assert fc.main(["--device", device]) == status
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(verdict) and lines[1].startswith("PASS ")
+    expected = "PASS (every failure is expected on this device: gradients; see the EXPECTED FAIL lines)"
+    assert lines[-1] == "fastpath_check: " + (expected if status == 0 else "FAIL")
+
+
 # ---------------------------------------------------------------- Lightning vs the plain loop: like with like
 class LossRecorder(pl.Callback):
     def __init__(self):
@@ -186,7 +212,7 @@ def test_compile_graphs_are_bounded_across_epochs(tmp_path):
 def _positive(value) -> bool:
     """Every number in a nested section is > 0 (ratios and rates; booleans and strings are not numbers here)."""
     if isinstance(value, dict):
-        return all(_positive(v) for k, v in value.items() if k not in ("options", "steps", "num_workers"))
+        return all(_positive(v) for k, v in value.items() if k not in ("options", "steps", "num_workers", "conditions"))
     if isinstance(value, list):
         return all(_positive(v) for v in value)
     if value is None:
@@ -224,6 +250,21 @@ def test_run_writes_every_section_with_positive_numbers(data, tmp_path, capsys):
     assert _positive(result["training"]["rows"]) and _positive(result["training"]["ratios"])
     assert "GPU only" in result["concurrency"]["status"] and "not measured" in result["compile"]["status"]
     assert "| tensor pipeline ÷ this |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("tensor_rate, inverted", [(100.0, True), (60_000.0, False)])
+def test_an_inverted_pipeline_result_is_flagged_with_threads_and_load(data, monkeypatch, capsys, tensor_rate, inverted):
+    from benchmarks import tables
+
+    monkeypatch.setattr(bench, "loader_rate", lambda d, path, *a: tensor_rate if path.name == "tensor" else 2500.0)
+    section = bench.pipeline_section(data, bench.SIZES["tiny"], CPU)
+    assert [c["torch_threads"] for c in section["conditions"]] == [torch.get_num_threads()] * 2
+    assert all(len(c["load_average"]) == 3 for c in section["conditions"])
+    assert ("warning" in section) == inverted and ("warning: inverted" in capsys.readouterr().err) == inverted
+    if inverted:
+        assert "tensor pipeline ran at 0.04x the DataLoader with 0 workers" in section["warning"]
+        assert f"{torch.get_num_threads()} torch threads" in section["warning"] and "load average" in section["warning"]
+    assert ("**warning**: inverted result" in tables.pipeline(section)) == inverted
 
 
 def test_overhead_section_reports_medians_and_cost_per_step(data):

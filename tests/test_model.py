@@ -106,6 +106,33 @@ def test_arch_cli_prints_table_and_counts(published):
     assert out.count("mb_k3_e3") == 3 and "4x4" in out
 
 
+def test_arch_table_names_what_each_identity_builds():
+    from nbm_lightning.arch import IDENTITY_CONV, layer_table
+    from nbm_lightning.model import build_layer
+    from nbm_lightning.search_space import parse
+
+    spec = parse("01000000")  # stage starts: identities that downsample and widen; the rest: true identities
+    rows = layer_table(spec)
+    ops = [row.split()[3] for row in rows[1:9]]
+    assert ops == [
+        IDENTITY_CONV,
+        "mb_k3_e3",
+        IDENTITY_CONV,
+        "identity",
+        "identity",
+        IDENTITY_CONV,
+        "identity",
+        "identity",
+    ]
+    for op, layer in zip(ops, spec.layers):  # the label is what the model builds
+        built = build_layer(layer)
+        convs = [m for m in built.modules() if isinstance(m, torch.nn.Conv2d)]
+        assert (op == IDENTITY_CONV) == (len(convs) == 1 and convs[0].kernel_size == (1, 1))
+        assert (op == "identity") == isinstance(built, torch.nn.Identity)
+    assert rows[-1].startswith(f"{IDENTITY_CONV}: digit 0 (identity) where the shape changes is a 1x1 convolution")
+    assert not any(IDENTITY_CONV in row for row in layer_table(parse("10201201")))
+
+
 @pytest.mark.parametrize("bad", ["1201201", "12012013", "abcdefgh"])
 def test_arch_cli_bad_code_exit_2_one_line(bad):
     proc = subprocess.run([sys.executable, "-m", "nbm_lightning.arch", bad], capture_output=True, text=True)

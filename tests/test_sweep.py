@@ -120,7 +120,7 @@ def test_smoke_sweep_runs_the_smoke_config(monkeypatch):
     runs = [run.config for run in grid_search_next_runs([], config, n=10) if run is not None]
     assert [r["arch"]["value"] for r in runs] == list(sweep.SMOKE_CODES) and {r["seed"]["value"] for r in runs} == {0}
     job = fit_job(agent_argv(config, runs[1]))
-    assert job.arch == "01210210" and job.recipe.epochs == 1 and job.execution.results_dir == "results/smoke"
+    assert job.arch == "01210210" and job.recipe.epochs <= 3 and job.execution.results_dir == "results/smoke"
     smoke_recipe = Recipe(**split_overrides(load_yaml(ROOT / "configs" / "smoke.yaml"))[0])
     assert job.recipe == smoke_recipe and job.recipe.hash() != Recipe().hash()
 
@@ -220,6 +220,67 @@ def test_agents_use_visible_devices_then_torch(monkeypatch, capsys):
     fake_torch.cuda = type("cuda", (), {"device_count": staticmethod(lambda: 3)})
     monkeypatch.setitem(sys.modules, "torch", fake_torch)
     assert len(dry_run_lines([], capsys)) == 3
+
+
+@pytest.mark.parametrize(
+    "argv, env, message",
+    [
+        (["--gpus", "-1"], None, "bad --gpus: invalid GPU id '-1': expected an int >= 0 or a GPU-/MIG- UUID"),
+        (["--gpus", "a,b"], None, "bad --gpus: invalid GPU id 'a'"),
+        (["--gpus", "0,00"], None, "bad --gpus: invalid GPU ids '0,00': expected distinct ids"),
+        ([], "-1", "bad CUDA_VISIBLE_DEVICES: invalid GPU id '-1'"),
+        (["--gpus", "0", "--per-gpu", "-2"], None, "bad --per-gpu: invalid agents per GPU -2: expected an int >= 1"),
+    ],
+)
+def test_malformed_gpu_ids_exit_2_also_in_a_dry_run(argv, env, message, monkeypatch, capsys):
+    if env is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", env)
+    assert run_main(sweep.main, ["agents", "e/p/s", "--dry-run", *argv], prog=sweep.PROG) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.err.count("\n") == 1 and captured.out == ""
+
+
+def no_launch(*args):
+    raise AssertionError("an agent was started")
+
+
+def test_gpus_that_do_not_exist_start_nothing(monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "launch", no_launch)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    import torch
+
+    assert torch.cuda.device_count() == 0  # this machine: torch counts for real, in-process (no mask set)
+    assert run_main(sweep.main, ["agents", "e/p/s", "--gpus", "0"], prog=sweep.PROG) == 2
+    assert "bad --gpus: invalid GPU id '0': expected one of the 0 GPU(s) torch sees here" in capsys.readouterr().err
+    monkeypatch.setattr(sweep, "physical_gpu_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,99")
+    assert run_main(sweep.main, ["agents", "e/p/s"], prog=sweep.PROG) == 2
+    assert "bad CUDA_VISIBLE_DEVICES: invalid GPU id '99': expected one of the 2" in capsys.readouterr().err
+    assert run_main(sweep.main, ["agents", "e/p/s", "--dry-run"], prog=sweep.PROG) == 0  # --dry-run: not checked
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+NVIDIA_SMI = """#!/bin/sh
+echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-8932f937-d72c-4106-c12f-20bd9faed9f6)"
+echo "  MIG 1g.10gb     Device  0: (UUID: MIG-2a1b9c3d-0000-5555-8888-123456789abc)"
+"""
+
+
+def test_gpu_uuids_are_checked_against_nvidia_smi(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sweep, "launch", lambda agents, log_dir: len(agents) + 40)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: UUIDs accepted with a notice
+    uuids = "GPU-8932f937,MIG-2a1b9c3d-0000-5555-8888-123456789abc"  # a prefix, as CUDA accepts, and a MIG UUID
+    assert sweep.main(["agents", "e/p/s", "--gpus", uuids]) == 42
+    assert "GPU UUIDs not checked" in capsys.readouterr().err
+    (tmp_path / "nvidia-smi").write_text(NVIDIA_SMI)
+    (tmp_path / "nvidia-smi").chmod(0o755)
+    assert sweep.main(["agents", "e/p/s", "--gpus", uuids]) == 42
+    assert run_main(sweep.main, ["agents", "e/p/s", "--gpus", "GPU-8932f937,GPU-ffff"], prog=sweep.PROG) == 2
+    err = capsys.readouterr().err
+    assert "bad --gpus: invalid GPU id 'GPU-ffff': expected the UUIDs `nvidia-smi -L` lists" in err
+    assert err.count("\n") == 1
 
 
 FAKE_AGENT = """

@@ -175,6 +175,8 @@ CTRL_C_AFTER_FIRST_CHECKPOINT = """
         if not os.path.exists("interrupted"):
             open("interrupted", "w").close()
             os.kill(os.getpid(), signal.SIGINT)  # as a user's Ctrl-C, right after the first checkpoint
+            control = next(c for c in trainer.callbacks if isinstance(c, callbacks.RunControl))
+            control.stop.soon.wait(10)  # the main thread's handler has seen it (this is the run thread)
     callbacks.EpochCheckpoint.on_validation_end = save_then_ctrl_c
     sys.exit(fit.main(sys.argv[1:]))
 """
@@ -244,3 +246,46 @@ def test_the_agent_function_trains_each_sweep_run_in_process(data, tmp_path):
     assert (sent["run0aaaa"].run_id, sent["run0aaaa"].name) == ("run0aaaa", "01210210-s2")
     assert (sent["run1bbbb"].run_id, sent["run1bbbb"].name) == ("run1bbbb", "00000010-s0")
     assert sent["run0aaaa"].config["arch"] == "01201201" and sent["run0aaaa"].summary["status"] == "complete"
+
+
+AGENT_PREEMPTED = """
+    import os, signal, sys, threading, time
+    import wandb
+    from wandb.sdk.lib import config_util
+    from nbm_lightning import callbacks
+    from nbm_lightning.agent import run_function
+    from nbm_lightning.worker import StopSignal, Worker
+
+    original = callbacks.RunControl.on_train_batch_end
+    def at_step(self, trainer, module, outputs, batch, idx):
+        if trainer.global_step == 2 and not self.stop.preempt.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)  # the scheduler; handled by the main thread's handler
+            self.stop.preempt.wait(10)
+        original(self, trainer, module, outputs, batch, idx)
+    callbacks.RunControl.on_train_batch_end = at_step
+
+    params = {"arch": "00000000", "seed": 0, "data_dir": sys.argv[1], "download": False, "epochs": 2,
+              "batch_size": 32, "accelerator": "cpu", "progress": False, "eval_batch_size": 64}
+    path = os.path.join("wandb", "sweep-swp1", "config-runpre01.yaml")
+    config_util.save_config_file_from_dict(path, {k: {"value": v} for k, v in params.items()})
+    os.environ.update(WANDB_SWEEP_ID="swp1", WANDB_RUN_ID="runpre01", WANDB_SWEEP_PARAM_PATH=path)
+    stop = StopSignal()
+    with stop.handling():
+        thread = threading.Thread(target=run_function(Worker(stop)))
+        thread.start()
+        try:
+            while thread.is_alive():  # as wandb's agent waits for its run thread
+                thread.join(0.1)
+        except KeyboardInterrupt:  # how the run function ends the agent's loop
+            print("agent loop ended")
+        thread.join()
+"""
+
+
+def test_a_preempted_sweep_run_ends_with_143_before_the_agent_finishes_it(data, tmp_path):
+    proc = _python(AGENT_PREEMPTED, tmp_path, str(data), env=_env("offline", WANDB_DIR=str(tmp_path)))
+    assert proc.returncode == 0 and "agent loop ended" in proc.stdout, proc.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "00000000-s0.json").read_text())
+    assert record["status"] == "preempted" and "preempted by SIGTERM" in record["error"]
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*-runpre01")
+    assert wandb_offline.sent_by(run_dir).exit_code == 143  # W&B requeues a preempting run that exits non-zero

@@ -51,6 +51,7 @@ class Sent:
     history: set[str] = field(default_factory=set)  # top-level keys of every history row
     files: list[str] = field(default_factory=list)  # files saved to the run
     artifacts: list[Any] = field(default_factory=list)  # artifact records
+    exit_code: int | None = None  # the exit code the run finished with (None: never finished)
 
 
 def _put(target: dict[str, Any], item: Any) -> None:
@@ -81,4 +82,6 @@ def sent_by(run_dir: Path) -> Sent:
             sent.files += [f.path for f in record.files.files]
         elif kind == "artifact":
             sent.artifacts.append(record.artifact)
+        elif kind == "exit":
+            sent.exit_code = record.exit.exit_code
     return sent

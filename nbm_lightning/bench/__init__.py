@@ -21,6 +21,7 @@ from .table import (
     METRICS,
     PROXY_SECONDS_PER_MAC,
     PUBLISHED_NAME,
+    ArchNotFound,
     Benchmark,
     BenchmarkError,
     BenchmarkFormatError,
@@ -33,7 +34,7 @@ from .table import (
 
 __all__ = [
     "ACC_METRICS", "ENV_BENCHMARK", "METRICS", "PROXY_SECONDS_PER_MAC", "PUBLISHED_NAME", "PUBLISHED_SHA256",
-    "PUBLISHED_URL", "Benchmark", "BenchmarkError", "BenchmarkFormatError", "Budget", "Comparison", "Metric",
-    "MissingDependency", "Record", "benchmark_path", "cache_dir", "compare", "detect_format", "kendall_tau",
+    "PUBLISHED_URL", "ArchNotFound", "Benchmark", "BenchmarkError", "BenchmarkFormatError", "Budget", "Comparison",
+    "Metric", "MissingDependency", "Record", "benchmark_path", "cache_dir", "compare", "detect_format", "kendall_tau",
     "pareto_rows", "published_file", "require", "seed_noise_tau", "shared_rows", "spearman_rho",
 ]  # fmt: skip

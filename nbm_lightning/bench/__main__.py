@@ -82,21 +82,28 @@ def _emit(lines: list[str], payload: Any, as_json: bool) -> int:
     return 0
 
 
+def _load(path: str | None, notes: list[str]) -> Benchmark:
+    """Benchmark.load, its notes kept for after the answer (an error is then the only line on stderr)."""
+    bench = Benchmark.load(path, quiet=True)
+    notes += bench.notes
+    return bench
+
+
 def _cmd_query(args: argparse.Namespace) -> int:
     """`query CODE`: one record."""
-    rec = Benchmark.load(args.file).query(args.code)
+    rec = _load(args.file, args.notes).query(args.code)
     return _emit(_record_lines(args.code, rec), {"query": args.code, **dataclasses.asdict(rec)}, args.json)
 
 
 def _cmd_top(args: argparse.Namespace) -> int:
     """`top K [--by METRIC]`: a ranked table."""
-    records = Benchmark.load(args.file).top(args.k, by=args.by)
+    records = _load(args.file, args.notes).top(args.k, by=args.by)
     return _emit(_table_lines(records), records, args.json)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     """`compare A B`: agreement of two files (and their scatter with --out)."""
-    a, b = Benchmark.load(args.a), Benchmark.load(args.b)
+    a, b = _load(args.a, args.notes), _load(args.b, args.notes)
     try:
         result = compare(a, b, ks=args.k)
     except ValueError as err:
@@ -110,7 +117,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_plot(args: argparse.Namespace) -> int:
     """`plot --out DIR`: histograms and accuracy vs FLOPs."""
-    bench = Benchmark.load(args.file)
+    bench = _load(args.file, args.notes)
     from .plots import plot_all
 
     print("\n".join(map(str, _writing(args.out, lambda: plot_all(bench, args.out)))))
@@ -161,7 +168,11 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one bench subcommand."""
     args = build_parser().parse_args(argv)
-    return _COMMANDS[args.command](args)
+    args.notes = []
+    status = _COMMANDS[args.command](args)
+    for note in args.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

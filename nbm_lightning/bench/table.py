@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -48,6 +49,13 @@ class BenchmarkError(UserError):
 
 class BenchmarkFormatError(BenchmarkError):
     """A file that is not a benchmark of a supported format, or breaks its invariants."""
+
+
+class ArchNotFound(BenchmarkError, KeyError):
+    """A valid code whose canonical form the benchmark does not hold (a partial file): a KeyError, and one line."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ class Benchmark:
     eval_acc: np.ndarray | None = None  # (rows, seeds, epochs) evaluation accuracy after each epoch, percent (NaN:
     # no curve for that run); None: the file has no curves (the published file)
     sha256: str = ""  # hex sha256 of the file's bytes ("" for a benchmark built in memory)
+    notes: tuple[str, ...] = ()  # what a reader should know of the file (one line each), e.g. that it is partial
     _rows: dict[str, int] = field(init=False, default_factory=dict)  # canonical code -> row
 
     def __post_init__(self) -> None:
@@ -177,11 +186,15 @@ class Benchmark:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str] | None = None) -> Benchmark:
-        """Read a benchmark file (`benchmark_path`: no path downloads the published file once), detecting its format."""
+    def load(cls, path: str | os.PathLike[str] | None = None, quiet: bool = False) -> Benchmark:
+        """Read a benchmark file (`benchmark_path`: no path downloads the published file once), detecting its format;
+        its `notes` go to stderr, one line each, unless `quiet`."""
         path = benchmark_path(path, download=True)
         (data, digest), source = _read_json(path), str(path)
-        return dataclasses.replace(_LOADERS[detect_format(data, source)](data, source), sha256=digest)
+        bench = dataclasses.replace(_LOADERS[detect_format(data, source)](data, source), sha256=digest)
+        for note in () if quiet else bench.notes:
+            print(f"note: {note}", file=sys.stderr)
+        return bench
 
     def __len__(self) -> int:
         return len(self.codes)
@@ -191,10 +204,12 @@ class Benchmark:
         return isinstance(code, str) and _canonical_map().get(code) in self._rows
 
     def row(self, code: object) -> int:
-        """Row index of a code's canonical form; TypeError/ValueError for a bad code, KeyError if absent."""
+        """Row index of a code's canonical form; TypeError/ValueError for a bad code, ArchNotFound (a KeyError) if
+        absent."""
         canon = _canonical_of(code)
         if canon not in self._rows:
-            raise KeyError(f"arch {canon!r} (canonical of {code!r}) is not in {self.source}")
+            held = f"it holds {len(self)} of {len(unique_codes())} canonical codes"
+            raise ArchNotFound(f"arch {canon!r} (canonical of {code!r}) is not in {self.source} ({held})")
         return self._rows[canon]
 
     def record(self, row: int) -> Record:
@@ -455,25 +470,42 @@ def _extended_record(code: str, arch: dict[str, Any], key: str, source: str) -> 
 
 
 def _load_published(data: dict[str, Any], source: str) -> Benchmark:
-    """The published format: all 6561 codes -> record, each key holding its canonical code's record."""
+    """The published format: the 6561 codes -> record, each key holding its canonical code's record; a partial file
+    (an `--allow-partial` export) holds the keys of fewer canonical codes, with a one-line notice on stderr."""
     keys, expected = set(data), set(all_codes())
     if keys - expected:
         bad = sorted(keys - expected, key=str)[0]
         raise BenchmarkFormatError(f"{source!r} is not a NAS-Bench-Macro benchmark: unexpected key {bad!r}")
-    if expected - keys:
-        missing = sorted(expected - keys)
-        raise BenchmarkFormatError(
-            f"{source!r}: {len(missing)} of {len(expected)} arch codes missing, e.g. {missing[0]!r}"
-        )
-    records = [_parse_record(data[code], code, source) for code in unique_codes()]
+    if not keys:
+        raise BenchmarkFormatError(f"{source!r} holds no architectures")
+    canonicals = [code for code in unique_codes() if code in keys]
+    records = [_parse_record(data[code], code, source) for code in canonicals]
     if len({len(r.test_acc) for r in records}) > 1:
         raise BenchmarkFormatError(f"{source!r}: records have different numbers of seeds in test_acc")
-    for code, canon in _canonical_map().items():
+    _check_invariant(data, source)
+    bench = Benchmark.from_records(records, source)
+    if len(keys) == len(expected):
+        return bench
+    missing = sorted(expected - keys)
+    note = (
+        f"{source} is partial: {len(canonicals)} of {len(unique_codes())} canonical codes "
+        f"({len(missing)} of {len(expected)} arch codes missing, e.g. {missing[0]!r})"
+    )
+    return dataclasses.replace(bench, notes=(note,))
+
+
+def _check_invariant(data: dict[str, Any], source: str) -> None:
+    """BenchmarkFormatError unless every key holds the record of its canonical code, which is present too."""
+    for code in data:
+        canon = _canonical_map()[code]
+        if canon not in data:
+            raise BenchmarkFormatError(
+                f"{source!r} breaks the published invariant: key {code!r} is present, its canonical code {canon!r} not"
+            )
         if data[code] != data[canon]:
             raise BenchmarkFormatError(
                 f"{source!r} breaks the published invariant: key {code!r} differs from its canonical code {canon!r}"
             )
-    return Benchmark.from_records(records, source)
 
 
 # format name -> loader; a new format is one function here plus its detection in detect_format

@@ -38,7 +38,7 @@ from ..tracking import WandbPath, parse_wandb_path
 from .artifact import log_benchmark
 from .formats import FORMATS, incomplete_message, provenance, report, summary_line, write
 from .rules import Selection, choose_recipe, complexity_pool, expected_complexity, select
-from .sources import parse_source, read_sources
+from .sources import Source, parse_source, read_sources, unread_subfolders
 
 PROG = "python -m nbm_lightning.export"
 DEFAULT_METRIC = {"original": "best", "extended": "final"}  # per format, when --metric is not given
@@ -97,35 +97,55 @@ def _hash_arg(text: str) -> str:
 def export(
     sources: Sequence[str], fmt: str, out: str, metric: str, allow_partial: bool, recipe_hash: str | None
 ) -> Selection:
-    """Read, select and write; UserError on bad input or (without allow_partial) incomplete codes."""
+    """Read, select and write; UserError (one line, nothing written) on bad input or incomplete codes."""
     parsed = [parse_source(spec) for spec in sources]
-    if Path(out).is_dir():
-        raise UserError(f"bad --out {out!r}: it is a folder")
-    with complexity_pool() as pool:
-        pending = pool.apply_async(expected_complexity, (unique_codes(),)) if pool is not None else None
-        runs, pre_rejected = read_sources(parsed, keep_curves=fmt == "extended")
-        chosen = choose_recipe(runs, recipe_hash)
-        expected = pending.get() if pending is not None else expected_complexity(unique_codes())
-    selection = select(runs, pre_rejected, chosen, metric, expected)
-    for line in report(selection):
+    _check_out(out, parsed)
+    unread = unread_subfolders(parsed)  # subfolders of --from folders without records: named in errors and notes
+    try:
+        selection = _select(parsed, fmt, metric, recipe_hash)
+        _check_complete(selection, allow_partial)
+    except UserError as err:
+        raise UserError(f"{err}{unread}") from None
+    left_out = [f"left out: {incomplete_message(selection)}"] if selection.incomplete else []
+    for line in report(selection) + left_out + ([f"note: {unread.removeprefix('; ')}"] if unread else []):
         print(line, file=sys.stderr)
-    _check_complete(selection, allow_partial)
     write(selection, sources, fmt, out, metric)
     return selection
 
 
-def _check_complete(selection: Selection, allow_partial: bool) -> None:
-    """UserError where codes lack seeds (unless allowed) or none is complete; else report the codes left out."""
-    if selection.incomplete and not allow_partial:
-        print(summary_line(selection), file=sys.stderr)
+def _select(sources: Sequence[Source], fmt: str, metric: str, recipe_hash: str | None) -> Selection:
+    """Read the sources and apply the rules (the complexity table built on another core meanwhile)."""
+    with complexity_pool() as pool:
+        pending = pool.apply_async(expected_complexity, (unique_codes(),)) if pool is not None else None
+        runs, pre_rejected = read_sources(sources, keep_curves=fmt == "extended")
+        chosen = choose_recipe(runs, recipe_hash)
+        expected = pending.get() if pending is not None else expected_complexity(unique_codes())
+    return select(runs, pre_rejected, chosen, metric, expected)
+
+
+def _check_out(out: str, sources: Sequence[Source]) -> None:
+    """UserError where --out is a folder, or a file in a --from folder (the next export would read it as a record)."""
+    if Path(out).is_dir():
+        raise UserError(f"bad --out {out!r}: it is a folder")
+    folder = Path(out).absolute().parent.resolve()
+    inside = next((s for s in sources if s.folder is not None and s.folder.resolve() == folder), None)
+    if inside is not None:
         raise UserError(
-            f"{incomplete_message(selection)}: "
+            f"bad --out {out!r}: it is in the --from folder {inside.spec!r}, whose *.json files are read as run "
+            "records (the next export would fail on it): write it elsewhere"
+        )
+
+
+def _check_complete(selection: Selection, allow_partial: bool) -> None:
+    """UserError where codes lack seeds (unless allowed) or none is complete."""
+    rejected = f" ({len(selection.rejected)} runs rejected: --allow-partial lists them)" if selection.rejected else ""
+    if selection.incomplete and not allow_partial:
+        raise UserError(
+            f"{incomplete_message(selection)}{rejected}: "
             f"pass --allow-partial to export the {len(selection.groups)} complete codes"
         )
     if not selection.groups:
         raise UserError(f"no canonical code has all {len(SEEDS)} seeds: nothing to export ({summary_line(selection)})")
-    if selection.incomplete:
-        print(f"left out: {incomplete_message(selection)}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

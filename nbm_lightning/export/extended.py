@@ -5,7 +5,8 @@ One JSON object, written by `python -m nbm_lightning.export --format extended`:
     {
       "format": "nbm_lightning.extended",      # FORMAT
       "version": 1,                             # VERSION; a reader refuses other versions
-      "created_at": "2026-01-01T00:00:00+00:00",  # ISO UTC time of the export
+      "created_at": "2026-01-01T00:00:00+00:00",  # ISO UTC time of the export: at the top level (TOP_KEYS),
+                                                  # beside "provenance", not inside it
       "provenance": {
         "recipe_hash": "0123456789ab",         # the one recipe every run was trained with
         "recipe": {...},                        # its fields (nbm_lightning.config.Recipe)

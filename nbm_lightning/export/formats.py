@@ -104,6 +104,8 @@ def summary_line(selection: Selection) -> str:
         f"rejected {c['runs_rejected']}, superseded {c['runs_superseded']} duplicates, "
         f"missing {c['runs_missing']} of {GRID_SIZE}"
     )
+    if selection.preempted:
+        line += f" ({selection.preempted} preempted: a rerun resumes them)"
     if not c["codes_incomplete"]:
         return line
     return line + f"; left out {c['codes_incomplete']} incomplete codes ({c['runs_unused']} of their runs read)"

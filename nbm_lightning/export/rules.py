@@ -19,7 +19,7 @@ from typing import Any
 from ..config import SEEDS
 from ..errors import UserError
 from ..job import GRID_SIZE
-from ..record import COMPLETE, METRIC_FIELDS
+from ..record import COMPLETE, METRIC_FIELDS, PREEMPTED
 from ..search_space import unique_codes
 from .sources import Rejected, Run, parse_time
 
@@ -39,6 +39,7 @@ class Selection:
     incomplete: dict[str, tuple[int, ...]]  # canonical -> missing seeds, for codes left out
     missing: int  # grid pairs with no usable run
     runs_by_pair: dict[tuple[str, int], Run]  # every usable run, after dedupe
+    preempted: int = 0  # preempted runs read: counted as missing (a rerun resumes them), never as rejected
 
     @property
     def used(self) -> int:
@@ -117,8 +118,11 @@ def select(
     expected: Mapping[str, tuple[int, int]],
 ) -> Selection:
     """Apply every rule: reject, dedupe, then group the usable runs by canonical code."""
-    usable, rejected = [], list(pre_rejected)
+    usable, rejected, preempted = [], list(pre_rejected), 0
     for run in runs:
+        if run.record.status == PREEMPTED:  # not failed: missing until its rerun resumes it
+            preempted += 1
+            continue
         reason = rejection(run, recipe_hash, metric, expected)
         if reason:
             rejected.append(reason)
@@ -129,7 +133,31 @@ def select(
     recipe = next((dict(r.record.recipe) for r in runs if r.record.recipe_hash == recipe_hash), {})
     read = len(runs) + len(pre_rejected)
     missing = GRID_SIZE - len(by_pair)
-    return Selection(recipe_hash, recipe, groups, read, rejected, superseded, incomplete, missing, by_pair)
+    one_dataset(by_pair.values())
+    selection = Selection(recipe_hash, recipe, groups, read, rejected, superseded, incomplete, missing, by_pair)
+    selection.preempted = preempted
+    return selection
+
+
+def one_dataset(runs: Iterable[Run]) -> None:
+    """UserError naming both when the runs trained on data with different fingerprints (synthetic and real
+    CIFAR-10, say); runs that do not say what they trained on (older records) are not checked."""
+    seen: dict[tuple, list[Run]] = collections.defaultdict(list)
+    for run in runs:
+        data = run.record.data
+        if data:
+            seen[(data.get("files_sha256"), data.get("md5_checked"))].append(run)
+    if len(seen) > 1:
+        (a, runs_a), (b, runs_b) = sorted(seen.items(), key=lambda item: -len(item[1]))[:2]
+        raise UserError(
+            f"the runs trained on different data: {_data_name(a)} ({len(runs_a)} runs, e.g. {runs_a[0].source}) and "
+            f"{_data_name(b)} ({len(runs_b)} runs, e.g. {runs_b[0].source}); export one data set at a time"
+        )
+
+
+def _data_name(key: tuple) -> str:
+    files, md5_checked = key
+    return f"files {files} ({'md5 checked' if md5_checked else 'md5 not checked: synthetic or modified'})"
 
 
 def group(by_pair: Mapping[tuple[str, int], Run]) -> tuple[dict[str, tuple[Run, ...]], dict[str, tuple[int, ...]]]:

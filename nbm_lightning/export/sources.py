@@ -29,6 +29,7 @@ WANDB_SPEC = re.compile(r"^wandb:([^/\s]+)/([^/\s]+)(?:/([^/\s]+))?$")  # wandb:
 WANDB_PAGE = 1000  # runs per page of the W&B query
 WANDB_TIMEOUT_S = 120  # per W&B API request
 WANDB_FILE_THREADS = 16  # record files downloaded at once (one or two requests per run)
+SHOWN = 3  # unread subfolders named in a message
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,19 @@ def read_sources(sources: Sequence[Source], keep_curves: bool) -> tuple[list[Run
             got, bad = read_wandb(source.wandb_path, source.sweep_id, keep_curves)
             runs, rejected = runs + got, rejected + bad
     return runs, rejected
+
+
+def unread_subfolders(sources: Sequence[Source]) -> str:
+    """'; ' and a sentence naming the subfolders holding *.json of each --from folder that holds none ('' if none)."""
+    notes = []
+    for source in (s for s in sources if s.folder is not None and not any(s.folder.glob("*.json"))):
+        found = sorted(str(d) + "/" for d in source.folder.iterdir() if d.is_dir() and any(d.glob("*.json")))
+        if found:
+            shown = ", ".join(found[:SHOWN]) + (f" and {len(found) - SHOWN} more" if len(found) > SHOWN else "")
+            notes.append(f"{source.spec!r} holds no *.json file; its subfolders {shown} were not read")
+    if not notes:
+        return ""
+    return f"; {'; '.join(notes)} (folders are read non-recursively: pass a subfolder as --from)"
 
 
 def read_folder(folder: Path, keep_curves: bool = True) -> list[Run]:
@@ -185,6 +199,7 @@ def record_from_wandb(run: Any) -> RunRecord:
         "train_time_s": _finite(summary.get("train_time_s", summary.get("_runtime"))),
         "execution": _execution(config),
         "device": {"name": config["device_name"]} if "device_name" in config else None,
+        "data": config.get("data") if isinstance(config.get("data"), dict) else None,
         "wandb": {"id": run.id, "url": getattr(run, "url", None), "sweep_id": _sweep_id(run)},
         "finished_at": summary.get("finished_at") or _wandb_finished(run.created_at, summary.get("_runtime")),
         "schema_version": SCHEMA_VERSION,

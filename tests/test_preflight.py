@@ -1,0 +1,116 @@
+"""Input found before any work (one line, exit 2, nothing written), warnings for settings that mislead, and a run's
+output holding only the project's own lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nbm_lightning import fit
+from nbm_lightning.cli import run_main
+from nbm_lightning.complexity import complexity
+from nbm_lightning.config import Recipe
+from nbm_lightning.synthetic import write_cifar10
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmarks/ (already there under `python -m pytest`)
+from benchmarks.export import make_record, write_records  # noqa: E402
+
+TINY = ["--arch=00000000", "--download=false", "--epochs=2", "--batch-size=32", "--eval-batch-size=64",
+        "--progress=false", "--accelerator=cpu", "--num-workers=0", "--wandb-mode=disabled"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar10(root, n_train=2000, n_test=40, learnable=True, seed=0)
+    return root
+
+
+@pytest.fixture
+def in_tmp(tmp_path, tmp_path_factory, monkeypatch) -> Path:
+    """A clean working folder with synthetic data accepted and no W&B credentials."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NBM_CIFAR_SKIP_MD5", "1")
+    for name in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))  # no ~/.netrc credentials either
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--precision=16-mixed"], "bad --precision '16-mixed' on a CPU"),
+        (["--accelerator=gpu"], "bad --accelerator 'gpu': no CUDA GPU"),
+        (["--val-size=5000"], "invalid val_size 5000: expected an int below the 2000 training images"),
+        (["--wandb-mode=online"], "bad --wandb-mode 'online': no W&B credentials"),
+        (["--results-dir=" + "r" * 260], "bad --results-dir"),
+        (["--ckpt-dir=" + "c" * 260], "bad --ckpt-dir"),
+        (["--results-dir="], "invalid results_dir ''"),
+    ],
+    ids=["fp16-on-cpu", "gpu-absent", "val-size", "online-no-key", "long-results-dir", "long-ckpt-dir", "empty-dir"],
+)
+def test_bad_settings_exit_2_in_one_line_before_any_work(in_tmp, data, capsys, extra, fragment):
+    argv = [*TINY, f"--data-dir={data}", *extra]
+    if extra[0].startswith("--accelerator"):
+        argv.remove("--accelerator=cpu")
+    try:
+        status = run_main(fit.main, argv, prog=fit.PROG)
+    except SystemExit as exc:  # argument errors exit from the parser
+        status = exc.code
+    err = capsys.readouterr().err
+    assert status == 2 and err.count("\n") == 1 and fragment in err and "Traceback" not in err, err
+    assert sorted(p.name for p in in_tmp.iterdir()) == [], "nothing may be written"
+
+
+def test_a_complete_record_without_its_final_accuracy_is_trained_over(in_tmp, data, capsys):
+    counts = complexity("00000000")
+    record = make_record("00000000", 0, (counts.params, counts.flops), 50.0, 40.0, curve_epochs=2,
+                         recipe=Recipe(epochs=2, batch_size=32, train_limit=64))  # fmt: skip
+    del record["test_acc_final"]  # passes the schema check (an optional field), but is not a complete run
+    write_records(in_tmp / "results", [record])
+    assert run_main(fit.main, [*TINY, f"--data-dir={data}", "--train-limit=64"], prog=fit.PROG) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "KeyError" not in err
+    assert json.loads((in_tmp / "results" / "00000000-s0.json").read_text())["test_acc_final"] is not None
+
+
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--epochs=1", "--schedule=published"], "epoch(s) 1 of 1 train at learning rate 0"),
+        (["--channels-last=true"], "--channels-last on a CPU"),
+    ],  # fmt: skip
+    ids=["zero-lr", "channels-last-on-cpu"],
+)
+def test_misleading_settings_warn_in_one_line(in_tmp, data, capsys, extra, fragment):
+    assert run_main(fit.main, [*TINY, f"--data-dir={data}", "--train-limit=64", *extra], prog=fit.PROG) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1 and fragment in warnings[0]
+
+
+PROJECT_LINES = [
+    r"^W&B offline \(no credentials found\): upload later with `wandb sync \S+`$",
+    r"^epoch \d+/\d+ lr [\d.]+ train loss [\d.]+ acc [\d.]+% \| eval loss [\d.]+ acc [\d.]+% \| [\d.]+s$",
+    r"^\d{8}-s\d+: test acc final [\d.]+% best [\d.]+%; record: \S+$",
+    r"^\d{8}-s\d+: complete in [\d.]+ s \(training [\d.]+ s, fixed cost [\d.]+ s\)$",
+]
+
+
+def test_a_runs_output_is_the_projects_own_lines(data, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(NBM_CIFAR_SKIP_MD5="1", WANDB_MODE="offline", HOME=str(tmp_path))  # W&B not silenced
+    argv = [a for a in TINY if not a.startswith("--wandb-mode")] + [f"--data-dir={data}", "--train-limit=64"]
+    proc = subprocess.run([sys.executable, "-m", "nbm_lightning.fit", *argv], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    foreign = [line for line in lines if not any(re.match(p, line) for p in PROJECT_LINES)]
+    assert foreign == [] and len(lines) == 5, lines

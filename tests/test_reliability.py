@@ -1,0 +1,377 @@
+"""Reliability as a cluster tries it: preemption (SIGTERM/SIGUSR1, SLURM), W&B's requeue argv, one trainer per
+pair, and faults injected (failed writes, corrupt or foreign checkpoints, leftovers, unusable settings)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from nbm_lightning import fit
+from nbm_lightning.config import Recipe
+from nbm_lightning.synthetic import write_cifar10
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+import wandb_offline  # noqa: E402
+
+CODE, SEED = "00000000", 1
+NAME = f"{CODE}-s{SEED}"
+TIME_FIELDS = {"wall_time_s", "train_time_s", "started_at", "finished_at", "resumed"}
+RUN = [f"--arch={CODE}", f"--seed={SEED}", "--download=false", "--epochs=3", "--batch-size=32", "--eval-batch-size=64",
+       "--progress=false", "--accelerator=cpu", "--num-workers=0", "--wandb-mode=disabled"]  # fmt: skip
+RECIPE_HASH = Recipe(epochs=3, batch_size=32).hash()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cifar")
+    write_cifar10(root, n_train=128, n_test=64, learnable=True, seed=0)  # 4 steps an epoch
+    return root
+
+
+def _env(**extra: str) -> dict:
+    env = dict(os.environ, NBM_CIFAR_SKIP_MD5="1", WANDB_SILENT="true")
+    for key in ("WANDB_API_KEY", "WANDB_MODE"):
+        env.pop(key, None)
+    return {**env, **extra}
+
+
+def _fit(cwd: Path, *argv: str, env: dict | None = None, code: str | None = None) -> subprocess.CompletedProcess:
+    """`fit` in a subprocess, or a wrapper script `code` that patches it first."""
+    head = [sys.executable, "-c", textwrap.dedent(code)] if code else [sys.executable, "-m", "nbm_lightning.fit"]
+    return subprocess.run([*head, *argv], cwd=cwd, env=env or _env(), capture_output=True, text=True, timeout=300)
+
+
+def _comparable(record: dict) -> dict:
+    curves = {k: v for k, v in record["curves"].items() if k != "epoch_time_s"}
+    return {**{k: v for k, v in record.items() if k not in TIME_FIELDS}, "curves": curves}
+
+
+def _record(folder: Path) -> dict:
+    return json.loads((folder / "results" / f"{NAME}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory) -> dict:
+    """The record of an uninterrupted run."""
+    folder = tmp_path_factory.mktemp("straight")
+    proc = _fit(folder, *RUN, f"--data-dir={data}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return _record(folder)
+
+
+# ---------------------------------------------------------------- preemption
+
+SIGNAL_AT_STEP = """
+    import os, signal, sys, time
+    from nbm_lightning import callbacks, fit
+    original = callbacks.RunControl.on_train_batch_end
+    def at_step(self, trainer, module, outputs, batch, idx):
+        if trainer.global_step == int(os.environ["SIGNAL_AT_STEP"]) and not os.path.exists("signalled"):
+            open("signalled", "w").write(str(time.time()))
+            os.kill(os.getpid(), getattr(signal, os.environ["SIGNAL"]))  # as a scheduler would
+            self.stop.preempt.wait(10)  # the main thread's handler has seen it
+        original(self, trainer, module, outputs, batch, idx)
+    callbacks.RunControl.on_train_batch_end = at_step
+    sys.exit(fit.main(sys.argv[1:]))
+"""
+
+FAKE_SCONTROL = """#!/bin/sh
+echo "$@" >> "$SCONTROL_CALLS"
+"""
+
+
+@pytest.mark.parametrize(
+    "sig, slurm, step",
+    [("SIGTERM", False, 5), ("SIGUSR1", True, 4)],  # 4 steps an epoch: step 5 is mid-epoch 2, step 4 ends epoch 1
+    ids=["sigterm-mid-epoch", "sigusr1-slurm-last-step-of-an-epoch"],
+)
+def test_preemption_then_an_exact_resume(data, straight, tmp_path, sig, slurm, step):
+    env = _env(SIGNAL_AT_STEP=str(step), SIGNAL=sig)
+    if slurm:  # Lightning sees a SLURM job: its own auto-requeue (hpc_ckpt_*, scontrol) must stay off
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "bin" / "scontrol").write_text(FAKE_SCONTROL)
+        (tmp_path / "bin" / "scontrol").chmod(0o755)
+        calls = str(tmp_path / "scontrol_calls")
+        env.update(SLURM_JOB_ID="77", SLURM_NTASKS="1", SLURM_JOB_NAME="nbm", SLURM_NODELIST="node1",
+                   PATH=f"{tmp_path / 'bin'}:{env['PATH']}", SCONTROL_CALLS=calls)  # fmt: skip
+    preempted = _fit(tmp_path, *RUN, f"--data-dir={data}", env=env, code=SIGNAL_AT_STEP)
+    ended = time.time()
+    assert preempted.returncode == 143, preempted.stderr[-3000:]
+    assert ended - float((tmp_path / "signalled").read_text()) < 30
+    record = _record(tmp_path)
+    assert record["status"] == "preempted" and f"preempted by {sig}" in record["error"]
+    assert record["epochs_completed"] == 1  # epoch 2 was cut in the middle
+    assert not list(tmp_path.rglob("hpc_ckpt_*")) and not (tmp_path / "scontrol_calls").exists()
+    resumed = _fit(tmp_path, *RUN, f"--data-dir={data}", env=env)
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr[-3000:]
+    final = _record(tmp_path)
+    assert final["status"] == "complete" and final["resumed"] is True
+    assert _comparable(final) == _comparable(straight)  # every field and curve, times excepted
+
+
+FAKE_PYTHON = """#!/bin/bash
+trap 'echo USR1 > "$WORK/python.signal"; kill %1; exit 143' USR1
+trap 'echo TERM > "$WORK/python.signal"; kill %1; exit 143' TERM
+sleep 30 >/dev/null 2>&1 &
+echo "$$" > "$WORK/python.pid"
+wait
+"""
+
+
+def test_slurm_array_forwards_the_signal_and_requeues_the_task(tmp_path):
+    for name, text in (("python", FAKE_PYTHON), ("scontrol", FAKE_SCONTROL)):
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    env = dict(os.environ, PYTHON=str(tmp_path / "python"), WORK=str(tmp_path), SLURM_ARRAY_TASK_ID="5",
+               SLURM_ARRAY_JOB_ID="77", SLURM_JOB_ID="78", PATH=f"{tmp_path}:{os.environ['PATH']}",
+               SCONTROL_CALLS=str(tmp_path / "calls"))  # fmt: skip
+    shell = subprocess.Popen(["bash", str(ROOT / "sweeps" / "slurm_array.sh")], env=env, cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.time() + 20
+    while not (tmp_path / "python.pid").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    shell.send_signal(signal.SIGUSR1)  # what --signal=B:USR1@300 sends to the batch shell
+    out, _ = shell.communicate(timeout=30)
+    assert shell.returncode == 143, out
+    assert (tmp_path / "python.signal").read_text().strip() == "USR1"  # the signal reached Python
+    assert (tmp_path / "calls").read_text().split() == ["requeue", "77_5"]  # the task requeued itself
+
+
+# ---------------------------------------------------------------- W&B's requeue argv
+
+
+def test_the_requeue_argv_of_a_real_run_resolves_the_same_job(data, tmp_path, capsys):
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    argv = [a for a in RUN if a != "--wandb-mode=disabled"] + ["--arch=00001000", "--epochs=1", f"--data-dir={data}"]
+    proc = _fit(tmp_path, *argv, "--wandb-mode=offline", env=_env(WANDB_DIR=str(tmp_path)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    config = wandb_offline.sent_by(run_dir).config  # everything the run logged, `_wandb` included
+    requeue_argv = create_sweep_command_args({"args": {k: {"value": v} for k, v in config.items()}})["args"]
+    assert any(a.startswith("--_wandb=") for a in requeue_argv) and "--canonical=00010000" in requeue_argv
+    job = fit.resolve(fit.build_parser().parse_args(requeue_argv))
+    assert (job.arch, job.seed, job.recipe.hash()) == ("00001000", SEED, Recipe(epochs=1, batch_size=32).hash())
+    assert job.execution.data_dir == "./data"  # the first machine's folders give way to this machine's
+    with pytest.raises(SystemExit) as exc:
+        fit.main([a if not a.startswith("--canonical=") else "--canonical=00000000" for a in requeue_argv])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "invalid canonical '00000000'" in err
+
+
+# ---------------------------------------------------------------- one trainer per pair
+
+HOLD_AFTER_FIRST_EPOCH = """
+    import os, sys, time
+    from nbm_lightning import callbacks, fit
+    save = callbacks.EpochCheckpoint.on_validation_end
+    def save_then_hold(self, trainer, module):
+        save(self, trainer, module)
+        deadline = time.time() + 120
+        while not os.path.exists("release") and time.time() < deadline:
+            time.sleep(0.05)
+    callbacks.EpochCheckpoint.on_validation_end = save_then_hold
+    sys.exit(fit.main(sys.argv[1:]))
+"""
+
+
+def test_two_processes_on_one_pair_train_it_once(data, tmp_path):
+    argv = [sys.executable, "-c", textwrap.dedent(HOLD_AFTER_FIRST_EPOCH), *RUN, f"--data-dir={data}"]
+    first = subprocess.Popen(argv, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = tmp_path / "checkpoints" / f"{NAME}-{RECIPE_HASH}.lock"
+    deadline = time.time() + 120
+    while not (tmp_path / "checkpoints" / f"{NAME}-{RECIPE_HASH}" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert lock.exists()
+    second = _fit(tmp_path, *RUN, f"--data-dir={data}")
+    assert second.returncode == 0 and f"{NAME}: being trained by pid {first.pid}" in second.stdout, second.stderr
+    assert not (tmp_path / "results" / f"{NAME}.json").exists()  # the second wrote no record
+    (tmp_path / "release").touch()
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err[-3000:]
+    assert [p.name for p in (tmp_path / "results").iterdir()] == [f"{NAME}.json"] and not lock.exists()
+
+
+def test_a_stale_lock_is_taken_over(data, tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock = tmp_path / "checkpoints" / f"{NAME}-{Recipe(epochs=1, batch_size=32).hash()}.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(json.dumps({"host": os.uname().nodename, "pid": int(gone.stdout), "started": time.time()}))
+    proc = _fit(tmp_path, *RUN, "--epochs=1", f"--data-dir={data}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"took over the stale lock of pid {int(gone.stdout)}" in proc.stderr and not lock.exists()
+    assert _record(tmp_path)["status"] == "complete"
+
+
+# ---------------------------------------------------------------- faults, injected (one process, one folder each)
+
+FAULTS = """
+    import contextlib, errno, io, json, os, sys
+    from pathlib import Path
+    import pytorch_lightning as pl
+    from nbm_lightning import callbacks
+    from nbm_lightning.errors import UserError
+    from nbm_lightning.job import resolve_job
+    from nbm_lightning.worker import Worker
+
+    data, results = sys.argv[1], {}
+    base = dict(download=False, epochs=2, batch_size=32, eval_batch_size=64, progress=False, accelerator="cpu",
+                wandb_mode="disabled", data_dir=data)
+
+    def job(folder, **changes):
+        values = {**base, "results_dir": f"{folder}/results", "ckpt_dir": f"{folder}/ckpt", **changes}
+        return resolve_job(values, "00000000", 1)
+
+    def scenario(name, make_job, prepare=lambda j: None, patch=contextlib.nullcontext):
+        j = make_job(name)
+        prepare(j)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), patch():
+            try:
+                status = Worker().run(j).status
+            except UserError as error:
+                status, err = "user-error", io.StringIO(str(error))
+        files = sorted(str(p.relative_to(name)) for p in Path(name).rglob("*") if p.is_file())
+        results[name] = {"status": status, "out": out.getvalue(), "err": err.getvalue(), "files": files}
+
+    def corrupt(j):
+        j.ckpt_dir.mkdir(parents=True)
+        (j.ckpt_dir / "last.ckpt").write_bytes(b"PK\\x03\\x04 truncated")
+
+    def other_pipeline(j):  # a checkpoint written by the torchvision pipeline, under this recipe
+        kill = callbacks.RunControl.on_validation_end
+        def stop(self, trainer, module):
+            raise callbacks.RunStopped("test: stopped after the first checkpoint")
+        callbacks.RunControl.on_validation_end = stop
+        try:
+            Worker().run(job(j.execution.results_dir.rsplit("/", 1)[0], pipeline="torchvision", num_workers=0))
+        finally:
+            callbacks.RunControl.on_validation_end = kill
+        (j.ckpt_dir.parent / "00000000-s1-0123456789ab").mkdir()  # a folder of another recipe
+
+    def leftover(j):  # a finished run killed between its record and its cleanup
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            Worker().run(j)
+        j.ckpt_dir.mkdir(parents=True)
+        (j.ckpt_dir / "wandb_id").write_text("abc")
+
+    @contextlib.contextmanager
+    def disk_full_on_second_checkpoint():
+        save, calls = pl.Trainer.save_checkpoint, []
+        def failing(self, path, *args, **kwargs):
+            calls.append(path)
+            if len(calls) == 2:
+                Path(path).write_bytes(b"partial")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return save(self, path, *args, **kwargs)
+        pl.Trainer.save_checkpoint = failing
+        try:
+            yield
+        finally:
+            pl.Trainer.save_checkpoint = save
+
+    @contextlib.contextmanager
+    def io_error_on_fsync():
+        fsync = os.fsync
+        def failing(fd):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        os.fsync = failing
+        try:
+            yield
+        finally:
+            os.fsync = fsync
+
+    def not_json(j):
+        j.record_path.parent.mkdir(parents=True)
+        j.record_path.write_text("{not json")
+
+    scenario("corrupt", job, corrupt)
+    scenario("pipeline", job, other_pipeline)
+    scenario("leftover", job, leftover)
+    scenario("checkpoint_write", job, patch=disk_full_on_second_checkpoint)
+    scenario("record_write", job, patch=io_error_on_fsync)
+    scenario("not_json", job, not_json)
+    Path("a_file").write_text("")
+    scenario("results_is_a_file", lambda name: job(name, results_dir="a_file"))
+    scenario("long_path", lambda name: job(name, ckpt_dir=name + "/" + "x" * 260))
+    print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def faults(data, tmp_path_factory) -> dict:
+    """What each injected fault did (one subprocess for all: each scenario in a folder of its own)."""
+    folder = tmp_path_factory.mktemp("faults")
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(FAULTS), str(data)], cwd=folder, env=_env(),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_corrupt_checkpoint_is_set_aside_and_the_run_starts_over(faults):
+    result = faults["corrupt"]
+    assert result["status"] == "complete" and "Traceback" not in result["err"]
+    warning = [line for line in result["err"].splitlines() if line.startswith("warning: checkpoint")]
+    assert len(warning) == 1 and "unreadable" in warning[0] and "from epoch 0" in warning[0]
+    assert "moved to last.ckpt.set-aside-" in warning[0]  # (removed with the folder once the run completed)
+
+
+def test_a_checkpoint_of_another_pipeline_is_named_and_set_aside(faults):
+    result = faults["pipeline"]
+    assert result["status"] == "complete" and "pipeline 'torchvision', this run 'tensor'" in result["err"]
+    assert "00000000-s1-0123456789ab holds a checkpoint of 00000000-s1 of another recipe" in result["err"]
+
+
+def test_what_a_finished_run_left_behind_is_cleaned_up(faults):
+    result = faults["leftover"]
+    assert result["status"] == "skipped" and "removed" in result["out"] and "left behind" in result["out"]
+    assert not any(f.startswith("ckpt/00000000-s1-") and "/" in f[5:] for f in result["files"])
+
+
+def test_a_failed_checkpoint_write_fails_the_run_and_keeps_the_previous_checkpoint(faults):
+    result = faults["checkpoint_write"]
+    assert result["status"] == "failed" and "No space left on device" in result["err"]
+    assert "Traceback" not in result["err"]
+    checkpoint_files = [f for f in result["files"] if f.startswith("ckpt/")]
+    assert [Path(f).name for f in checkpoint_files] == ["last.ckpt"]  # the first epoch's, and no partial file
+    record = [f for f in result["files"] if f.startswith("results/")]
+    assert record == ["results/00000000-s1.json"]  # the failed run's record
+
+
+def test_a_failed_record_write_leaves_no_partial_file(faults):
+    result = faults["record_write"]
+    assert result["status"] == "failed" and "Input/output error" in result["err"] and "Traceback" not in result["err"]
+    assert not [f for f in result["files"] if f.startswith("results/")]  # no record, no temporary file
+    assert [Path(f).name for f in result["files"] if f.startswith("ckpt/")] == ["last.ckpt"]
+
+
+def test_a_record_that_is_not_json_is_trained_over(faults):
+    assert faults["not_json"]["status"] == "complete"
+
+
+@pytest.mark.parametrize("name, fragment", [("results_is_a_file", "bad --results-dir 'a_file'"),
+                                            ("long_path", "bad --ckpt-dir")])  # fmt: skip
+def test_unusable_folders_are_found_before_training(faults, name, fragment):
+    result = faults[name]
+    assert result["status"] == "user-error" and fragment in result["err"] and "\n" not in result["err"].strip()
+    assert not any(f.endswith(".ckpt") or f.endswith(".json") for f in result["files"])
+
+
+def test_wandb_online_unreachable_exits_2_and_auto_falls_back_to_offline(data, tmp_path):
+    env = _env(WANDB_API_KEY="k" * 40, WANDB_BASE_URL="http://127.0.0.1:9", WANDB_DIR=str(tmp_path))
+    argv = [a for a in RUN if not a.startswith("--wandb-mode")] + ["--epochs=1", f"--data-dir={data}"]
+    online = _fit(tmp_path, *argv, "--wandb-mode=online", env=env)
+    assert online.returncode == 2 and "unreachable" in online.stderr and online.stderr.count("\n") == 1
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").rglob("*.ckpt"))
+    auto = _fit(tmp_path, *argv, "--wandb-mode=auto", env=env)
+    assert auto.returncode == 0 and "unreachable within 5 s: logging offline" in auto.stderr, auto.stderr[-2000:]
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
