@@ -16,15 +16,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from .config import Recipe
 from .record import CURVES
-
-LOG_KEYS = {  # curve name -> logged metric name (W&B)
-    "lr": "lr",
-    "train_loss": "train/loss",
-    "train_acc": "train/acc",
-    "eval_loss": "eval/loss",
-    "eval_acc": "eval/acc",
-    "epoch_time_s": "time/epoch_s",
-}
+from .runkeys import HISTORY_KEYS as LOG_KEYS  # curve name -> logged metric name (W&B)
 
 
 class NonFiniteLossError(RuntimeError):

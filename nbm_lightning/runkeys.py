@@ -38,8 +38,12 @@ SUMMARY_KEYS = (
     "error",
 )  # fmt: skip  # RunRecord fields mirrored to the summary where not None
 EPOCH_KEY = "epoch"  # history: the epoch number Lightning logs with every epoch's metrics
-EVAL_ACC_KEY = "eval/acc"  # history: per-epoch evaluation accuracy (nbm_lightning.module.LOG_KEYS)
-TRAIN_LOSS_KEY = "train/loss"  # history: per-epoch training loss (nbm_lightning.module.LOG_KEYS)
+EVAL_ACC_KEY = "eval/acc"  # history: per-epoch evaluation accuracy
+TRAIN_LOSS_KEY = "train/loss"  # history: per-epoch training loss
+HISTORY_KEYS = {  # record curve name -> the metric logged once per epoch (nbm_lightning.module logs them)
+    "lr": "lr", "train_loss": TRAIN_LOSS_KEY, "train_acc": "train/acc", "eval_loss": "eval/loss",
+    "eval_acc": EVAL_ACC_KEY, "epoch_time_s": "time/epoch_s",
+}  # fmt: skip
 ARCH_IMAGE_KEY = "architecture"  # history: the picture of the network (nbm_lightning.archplot)
 RECORD_FILE = "run_record.json"  # the run record, saved as a file of its W&B run
 

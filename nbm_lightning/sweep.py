@@ -41,13 +41,14 @@ from .config import SEEDS, Execution
 from .errors import UserError
 from .job import GRID_SIZE, index_to_pair, resolve_job
 from .record import RecordError, RunRecord
+from .runkeys import EVAL_ACC_KEY
 from .search_space import unique_codes
 
 PROG = "python -m nbm_lightning.sweep"
 SWEEPS_DIR = Path("sweeps")  # where presets are written (relative to the repository root)
 PROGRAM = "nbm_lightning/fit.py"  # W&B requires `program`; `command` runs the module instead
 COMMAND = ["${env}", "${interpreter}", "-m", "nbm_lightning.fit", "${args}"]  # what each agent runs
-METRIC = {"name": "eval/acc", "goal": "maximize"}  # logged every epoch by MacroNetModule
+METRIC = {"name": EVAL_ACC_KEY, "goal": "maximize"}  # logged every epoch by MacroNetModule
 PROJECT_NAME = Execution().wandb_project  # sweep names start with the default W&B project
 SMOKE_CODES = ("00000000", "01210210", "12012012", "22212220")  # worst, a leading 0, the README example, the best
 SMOKE_CONFIG = "configs/smoke.yaml"  # the smoke sweep's --config

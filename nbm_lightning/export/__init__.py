@@ -1,8 +1,8 @@
 """Turn run records (folders) and W&B runs into the benchmark file, in the published or the extended format.
 
 Modules: `sources` (folders and W&B, as RunRecords), `rules` (which runs are used), `formats` (the published
-layout, provenance, report lines), `extended` (the extended file format: writer, reader, schema) and
-`__main__` (`python -m nbm_lightning.export`).
+layout, provenance, report lines), `extended` (the extended file format: writer, reader, schema), `artifact`
+(the benchmark as a W&B artifact and Table) and `__main__` (`python -m nbm_lightning.export`).
 """
 
 from . import extended
