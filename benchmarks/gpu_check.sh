@@ -60,29 +60,24 @@ EOF
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "the Python environment is incomplete: see $OUT/environment.txt"; exit 2; }
 command -v nvidia-smi >/dev/null && nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
 
-step "fastpath_check --device $DEVICE"
-timeout "$FASTPATH_TIMEOUT" "$PYTHON" -m benchmarks.fastpath_check --device "$DEVICE" $FASTPATH_ARGS \
-    --json "$OUT/fastpath_check.json" 2>&1 | tee "$OUT/fastpath_check.log"
-rc=${PIPESTATUS[0]}
-[ "$rc" -eq 0 ] || { echo "fastpath_check: exit status $rc (124: timed out after ${FASTPATH_TIMEOUT}s)"; status=1; }
+# timed NAME SECONDS MODULE ARGS...: one step, its output also in $OUT/NAME.log; a failure or timeout (124) is
+# reported and marks the whole check failed, and the next step still runs (its JSON holds what was done)
+timed() {
+    local name=$1 seconds=$2; shift 2
+    step "$name --device $DEVICE"
+    timeout "$seconds" "$PYTHON" -m "$@" 2>&1 | tee "$OUT/$name.log"
+    local rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || { echo "$name: exit status $rc (124: timed out after ${seconds}s)"; status=1; }
+}
 
-step "benchmarks.run --device $DEVICE --size $SIZE"
-timeout "$RUN_TIMEOUT" "$PYTHON" -m benchmarks.run --device "$DEVICE" --size "$SIZE" --data-dir "$DATA_DIR" \
-    --budget-s "$BUDGET_S" --out "$OUT/bench_${DEVICE}_${SIZE}.json" 2>&1 | tee "$OUT/bench_${DEVICE}_${SIZE}.log"
-rc=${PIPESTATUS[0]}
-[ "$rc" -eq 0 ] || { echo "benchmarks.run: exit status $rc (124: timed out after ${RUN_TIMEOUT}s; the JSON holds the sections done)"; status=1; }
-
-step "worker_gpu --device $DEVICE"
-timeout "$WORKER_TIMEOUT" "$PYTHON" -m benchmarks.worker_gpu --device "$DEVICE" --data-dir "$DATA_DIR" \
-    --budget-s "$WORKER_BUDGET_S" $WORKER_ARGS --json "$OUT/worker_gpu.json" 2>&1 | tee "$OUT/worker_gpu.log"
-rc=${PIPESTATUS[0]}
-[ "$rc" -eq 0 ] || { echo "worker_gpu: exit status $rc (124: timed out after ${WORKER_TIMEOUT}s; the JSON holds the sections done)"; status=1; }
-
-step "fusion_probe --device $DEVICE"
-timeout "$FUSION_TIMEOUT" "$PYTHON" -m benchmarks.fusion_probe --device "$DEVICE" $FUSION_ARGS \
-    --json "$OUT/fusion_probe.json" 2>&1 | tee "$OUT/fusion_probe.log"
-rc=${PIPESTATUS[0]}
-[ "$rc" -eq 0 ] || { echo "fusion_probe: exit status $rc (124: timed out after ${FUSION_TIMEOUT}s)"; status=1; }
+timed fastpath_check "$FASTPATH_TIMEOUT" benchmarks.fastpath_check --device "$DEVICE" $FASTPATH_ARGS \
+    --json "$OUT/fastpath_check.json"
+timed "bench_${DEVICE}_${SIZE}" "$RUN_TIMEOUT" benchmarks.run --device "$DEVICE" --size "$SIZE" \
+    --data-dir "$DATA_DIR" --budget-s "$BUDGET_S" --out "$OUT/bench_${DEVICE}_${SIZE}.json"
+timed worker_gpu "$WORKER_TIMEOUT" benchmarks.worker_gpu --device "$DEVICE" --data-dir "$DATA_DIR" \
+    --budget-s "$WORKER_BUDGET_S" $WORKER_ARGS --json "$OUT/worker_gpu.json"
+timed fusion_probe "$FUSION_TIMEOUT" benchmarks.fusion_probe --device "$DEVICE" $FUSION_ARGS \
+    --json "$OUT/fusion_probe.json"
 
 step "tables"
 if [ -s "$OUT/bench_${DEVICE}_${SIZE}.json" ]; then

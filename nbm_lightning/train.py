@@ -7,7 +7,6 @@ seeding, the W&B logger, the record and checkpoint callbacks, resume and the fin
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import shutil
 import sys
@@ -23,6 +22,7 @@ from torch import nn
 from . import checkpoints
 from .atomic import atomic_write_text
 from .callbacks import EpochCheckpoint, EpochProgressBar, RunControl, RunPreempted, RunRecorder, RunStopped
+from .complexity import complexity
 from .config import Execution, Recipe
 from .data import CIFAR10DataModule, DataCache, fingerprint
 from .errors import UserError
@@ -30,7 +30,8 @@ from .job import Job
 from .model import MacroNet, weights_sha256
 from .module import MacroNetModule, NonFiniteLossError
 from .record import COMPLETE, RunRecord
-from .tracking import make_logger, resolve_mode
+from .runkeys import DATA_KEY, run_config
+from .tracking import make_logger, offline_note, resolve_mode
 
 COMPLETE_EXIT, FAILED_EXIT, STOPPED_EXIT = 0, 1, 130  # what train() returns (and fit exits with)
 PREEMPTED_EXIT = 143  # preempted (SIGTERM/SIGUSR1): non-zero, so W&B and SLURM requeue the run (128 + SIGTERM)
@@ -163,20 +164,22 @@ def train(job: Job, cache: DataCache | None = None, stop: StopEvents | None = No
         raise UserError(str(err)) from None
     net = build_network(job.arch, dm.num_classes, job.execution)
     module = build_module(net, dm.num_classes, job.recipe, job.execution)
-    ckpt = _resumable_checkpoint(job)
-    extra = {**_extra(dm, ckpt), "init_sha256": weights_sha256(net), "data": fingerprint(job.execution.data_dir)}
-    recorder = RunRecorder(job.record_path, identity(job), job.recipe, job.execution, extra)
     meta = checkpoints.meta(job.name, job.recipe.hash(), job.execution.pipeline)
+    ckpt = _resumable_checkpoint(job, meta)
+    data = fingerprint(job.execution.data_dir)
+    extra = {**_extra(dm, ckpt), "init_sha256": weights_sha256(net), "data": data}
+    recorder = RunRecorder(job.record_path, identity(job), job.recipe, job.execution, extra)
     callbacks = [recorder, EpochCheckpoint(ckpt, meta)] + ([RunControl(stop, ckpt)] if stop else [])
     trainer = build_trainer(
-        job.recipe, job.execution, device, callbacks, logger=_logger(job), default_root_dir=str(job.ckpt_dir),
+        job.recipe, job.execution, device, callbacks, logger=_logger(job, data), default_root_dir=str(job.ckpt_dir),
         plugins=_cluster_plugins(),
     )  # fmt: skip
     return _fit(job, trainer, module, dm, ckpt, recorder)
 
 
-def _resumable_checkpoint(job: Job) -> Path:
-    """The run's checkpoint path; a checkpoint there that cannot be resumed is set aside first (one line)."""
+def _resumable_checkpoint(job: Job, meta: dict[str, Any]) -> Path:
+    """The run's checkpoint path; a checkpoint there that cannot be resumed (`meta`: what this run writes) is set
+    aside first (one line)."""
     ckpt = job.ckpt_dir / checkpoints.LAST
     if job.force:
         shutil.rmtree(job.ckpt_dir, ignore_errors=True)
@@ -185,7 +188,7 @@ def _resumable_checkpoint(job: Job) -> Path:
     for other in checkpoints.other_recipes(Path(job.execution.ckpt_dir), job.name, job.recipe.hash()):
         print(f"note: {other} holds a checkpoint of {job.name} of another recipe (left for it)", file=sys.stderr)
     if ckpt.exists():
-        why = checkpoints.problem(ckpt, checkpoints.meta(job.name, job.recipe.hash(), job.execution.pipeline))
+        why = checkpoints.problem(ckpt, meta)
         if why:
             checkpoints.set_aside(ckpt, why)
     return ckpt
@@ -232,16 +235,13 @@ def _fit(
 
 
 def identity(job: Job) -> dict[str, Any]:
-    """The run's key fields for its record: identity, and the architecture and recipe name its W&B config holds."""
-    from .runkeys import record_fields
-
-    recipe_hash = job.recipe.hash()
-    arch_fields = record_fields(job.arch, dataclasses.asdict(job.recipe), recipe_hash)
-    return {"arch": job.arch, "canonical": job.canonical, "seed": job.seed, "recipe_hash": recipe_hash, **arch_fields}
+    """The run's key fields for its record (RunRecord derives the architecture keys and recipe name from them)."""
+    return {"arch": job.arch, "canonical": job.canonical, "seed": job.seed, "recipe_hash": job.recipe.hash()}
 
 
-def _logger(job: Job) -> Any:
-    """The W&B logger (mode resolved without prompting); its run id persists beside the checkpoint."""
+def _logger(job: Job, data: dict[str, Any]) -> Any:
+    """The W&B logger (mode resolved without prompting); its run id persists beside the checkpoint; `data`: the
+    run's data fingerprint, in the config as in the record."""
     e = job.execution
     mode = resolve_mode(e.wandb_mode)
     if mode == "disabled":
@@ -249,13 +249,9 @@ def _logger(job: Job) -> Any:
     job.ckpt_dir.mkdir(parents=True, exist_ok=True)
     id_file = job.ckpt_dir / "wandb_id"
     run_id = id_file.read_text().strip() if id_file.exists() else None
-    from .complexity import complexity
-    from .runkeys import DATA_KEY, run_config
-    from .tracking import offline_note
-
     counts = complexity(job.arch)  # memoized parts: the config is complete at wandb.init
     config = run_config(job.arch, job.seed, job.recipe, job.execution, counts.params, counts.flops, job.name)
-    config[DATA_KEY] = fingerprint(e.data_dir)  # what it trains on: an export from W&B checks it like a record's
+    config[DATA_KEY] = data  # what it trains on: an export from W&B checks it like a record's
     logger = make_logger(
         mode, e.wandb_project, e.wandb_entity, job.name, job.canonical, _tags(job), config, run_id, Path(".")
     )

@@ -126,7 +126,7 @@ def test_complete_for_a_recipe_is_every_rule_of_the_export(real_record):
 def test_this_checkout_records_its_commit():
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode != 0:
-        pytest.skip("not a git checkout")
+        pytest.skip("not a git checkout (an unpacked archive): there is no commit to record")
     assert code_version.__wrapped__()["git_commit"] == head.stdout.strip()
 
 

@@ -1,6 +1,10 @@
-"""The README's set-up commands are the ones CI runs."""
+"""The README's set-up commands are the ones CI runs, and its layout table lists every file."""
 
+import re
+import subprocess
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,15 +35,10 @@ def test_readme_main_command_is_the_fit_job():
 
 
 def test_layout_table_lists_every_file():
-    import re
-    import subprocess
-
     files = subprocess.run(["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard"],
                            capture_output=True, text=True)  # fmt: skip
     if files.returncode != 0:
-        import pytest
-
-        pytest.skip("not a git checkout")
+        pytest.skip("not a git checkout (an unpacked archive): there is no list of the project's files")
     readme = (ROOT / "README.md").read_text()
     layout = readme[readme.index("## Layout") :]
     listed = set(re.findall(r"`([^`\s]+)`", layout))

@@ -138,15 +138,16 @@ def _run(run: RunLike) -> dict[str, Any]:
     r, wandb = run.record, run.record.wandb or {}
     return {
         "seed": r.seed, "test_acc_best": r.test_acc_best, "test_acc_final": r.test_acc_final,
-        "best_epoch": r.best_epoch, "epochs": r.epochs_completed, "train_time_s": _finite(r.train_time_s),
+        "best_epoch": r.best_epoch, "epochs": r.epochs_completed, "train_time_s": finite_or_none(r.train_time_s),
         "run_name": r.run_name, "wandb_id": wandb.get("id"), "wandb_url": wandb.get("url"),
         "finished_at": r.finished_at, "curves": None if run.curves is None else dict(run.curves),
     }  # fmt: skip
 
 
-def _finite(value: float | None) -> float | None:
-    """`value`, or None where it is missing or not finite (strict JSON has no NaN)."""
-    return value if value is not None and math.isfinite(value) else None
+def finite_or_none(value: Any) -> float | None:
+    """A finite number as a float, else None (missing, not a number, NaN/inf: strict JSON has no NaN)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
 
 
 def write(path: str | Path, data: Mapping[str, Any]) -> Path:

@@ -134,9 +134,7 @@ def select(
     read = len(runs) + len(pre_rejected)
     missing = GRID_SIZE - len(by_pair)
     one_dataset(by_pair.values())
-    selection = Selection(recipe_hash, recipe, groups, read, rejected, superseded, incomplete, missing, by_pair)
-    selection.preempted = preempted
-    return selection
+    return Selection(recipe_hash, recipe, groups, read, rejected, superseded, incomplete, missing, by_pair, preempted)
 
 
 def one_dataset(runs: Iterable[Run]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import inspect
-import math
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -196,7 +195,7 @@ def record_from_wandb(run: Any) -> RunRecord:
         "schema": "nbm_lightning.run_record", "canonical": config.get("canonical"), "seed": config.get("seed"),
         "arch": config.get("arch"), "recipe": recipe, "recipe_hash": Recipe(**recipe).hash(),
         **_status(summary), **_get(summary, _SUMMARY), **both,
-        "train_time_s": _finite(summary.get("train_time_s", summary.get("_runtime"))),
+        "train_time_s": extended.finite_or_none(summary.get("train_time_s", summary.get("_runtime"))),
         "execution": _execution(config),
         "device": {"name": config["device_name"]} if "device_name" in config else None,
         "data": config.get("data") if isinstance(config.get("data"), dict) else None,
@@ -238,12 +237,6 @@ def _execution(config: Mapping[str, Any]) -> dict[str, Any]:
     return {f.name: config[f.name] for f in fields(Execution) if f.name in config}
 
 
-def _finite(value: Any) -> float | None:
-    """A finite number, else None."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    return float(value) if ok else None
-
-
 def _sweep_id(run: Any) -> str | None:
     """The run's sweep id without a request per run (`sweep_name` is in the page; `.sweep` may load)."""
     if hasattr(run, "sweep_name"):
@@ -256,7 +249,7 @@ def _wandb_finished(created_at: Any, runtime: Any) -> str | None:
     start = parse_time(created_at)
     if start is None:
         return None
-    seconds = _finite(runtime) or 0
+    seconds = extended.finite_or_none(runtime) or 0
     return (start + dt.timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
