@@ -46,6 +46,7 @@ SGD_IMPLS = ("auto", "foreach", "fused")
 SEEDS = (0, 1, 2)  # the published benchmark's seeds
 SEED_MAX = 2**32 - 1  # the largest seed every generator accepts (Lightning's seed_everything bound)
 CONFIG_MAX_BYTES = 64 * 1024  # the largest YAML config read: a flat file of the ~30 fields takes about 1 KiB
+CONFIG_MAX_BRACKETS = 100  # '[' and '{' a config may hold: PyYAML scans deeply nested ones in quadratic time
 
 
 def _opt(
@@ -240,16 +241,25 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a flat YAML config file of recipe/execution fields (ValueError, one line, for anything else).
 
     Anchors and aliases are refused before any value is built (an alias bomb expands exponentially), and so is a
-    file over CONFIG_MAX_BYTES.
+    file over CONFIG_MAX_BYTES or with over CONFIG_MAX_BRACKETS brackets (deep nesting takes quadratic time).
     """
     import yaml
 
     name = shown(str(path))
     text = _config_text(Path(path), name)
+    brackets = text.count("[") + text.count("{")
+    if brackets > CONFIG_MAX_BRACKETS:
+        raise ValueError(
+            f"config file {name} holds {brackets} '[' and '{{' (at most {CONFIG_MAX_BRACKETS} read): "
+            "expected a flat mapping of field: value"
+        )
     try:
         data = yaml.load(text, Loader=_flat_loader()) or {}  # noqa: S506 (a SafeLoader, without aliases)
     except yaml.YAMLError as err:
         raise ValueError(f"config file {name} is not valid YAML: {_yaml_problem(err)}") from None
+    except ValueError as err:  # PyYAML's own int(): a number of over 4300 digits
+        why = cut(" ".join(str(err).split()))
+        raise ValueError(f"config file {name} holds a value YAML cannot read: {why}") from None
     except RecursionError:
         raise ValueError(f"config file {name} is nested too deeply: expected a flat mapping of field: value") from None
     if not isinstance(data, dict):
