@@ -107,13 +107,13 @@ def export(
         _check_complete(selection, allow_partial)
     except UserError as err:
         raise UserError(f"{err}{unread}") from None
+    try:
+        write(selection, sources, fmt, out, metric)
+    except OSError as err:  # a full or read-only disk: the error alone, as for bad input
+        raise write_failed("--out", out, err) from None
     left_out = [f"left out: {incomplete_message(selection)}"] if selection.incomplete else []
     for line in report(selection) + left_out + ([f"note: {unread.removeprefix('; ')}"] if unread else []):
         print(line, file=sys.stderr)
-    try:
-        write(selection, sources, fmt, out, metric)
-    except OSError as err:
-        raise write_failed("--out", out, err) from None
     return selection
 
 
