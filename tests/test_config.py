@@ -118,6 +118,7 @@ def test_seed_out_of_range_exits_2_before_any_work(capsys):
 # ---------------------------------------------------------------- what is read: YAML files and long values
 
 ROOT = Path(__file__).resolve().parents[1]
+NO_WORK = ["--download=false", "--data-dir=/nonexistent", "--wandb-mode=disabled"]  # a value let through fails fast
 
 
 def alias_bomb(levels: int = 9) -> str:
@@ -167,7 +168,7 @@ def test_a_bad_config_file_is_one_line_saying_what_was_expected_and_found(text, 
     path = tmp_path / "bad.yaml"
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(SystemExit) as exc:
-        main(["--arch=12012012", f"--config={path}"])
+        main(["--arch=12012012", f"--config={path}", *NO_WORK])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and fragment in err and "Traceback" not in err, err
 
@@ -181,7 +182,7 @@ def test_error_lines_cut_long_values(tmp_path, capsys):
     for text in ("? " + "k" * 60_000 + "\n: 1\n", "lr: " + "9" * 60_000 + "\n", "pipeline: " + "p" * 60_000 + "\n"):
         path.write_text(text)
         with pytest.raises(SystemExit):
-            main(["--arch=12012012", f"--config={path}"])
+            main(["--arch=12012012", f"--config={path}", *NO_WORK])
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and len(err) < 1000, err[:1000]
         assert "(60,000 characters)" in err or "holds a value YAML cannot read" in err, err
@@ -197,6 +198,6 @@ NOT_ASCII = [["--epochs=１２"], ["--seed=１"], ["--seed=²"]]  # fullwidth an
 @pytest.mark.parametrize("argv", NOT_ASCII, ids=["epochs", "seed", "superscript"])
 def test_numbers_take_ascii_digits_only(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["--arch=12012012", *argv])
+        main(["--arch=12012012", *argv, *NO_WORK])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and err.count("\n") == 1 and argv[0].split("=")[1] in err and "expected an int" in err
