@@ -24,9 +24,14 @@ class ArgParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
 
 
+MAX_ERROR_CHARS = 2000  # the longest error line printed (values in it are cut to ~200 characters where formatted)
+
+
 def one_line(message: object) -> str:
-    """An error message as one line (whitespace collapsed): what a command prints before exit status 2."""
-    return " ".join(str(message).split())
+    """An error message as one line (whitespace collapsed, at most about MAX_ERROR_CHARS characters): what a
+    command prints before exit status 2, whichever module formatted it."""
+    text = " ".join(str(message).split())
+    return text if len(text) <= MAX_ERROR_CHARS else f"{text[:MAX_ERROR_CHARS]}... ({len(text):,} characters)"
 
 
 def arch_code(text: str) -> str:

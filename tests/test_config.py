@@ -190,6 +190,10 @@ def test_error_lines_cut_long_values(tmp_path, capsys):
         main(["--arch=12012012", "--lr=" + "x" * 100_000])
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and len(err) < 400 and "invalid lr 'xxx" in err
+    with pytest.raises(SystemExit):
+        main(["--arch=" + "1" * 100_000])  # formatted elsewhere (search_space): the command line still cuts it
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 2200 and "arch" in err
 
 
 NOT_ASCII = [["--epochs=１２"], ["--seed=１"], ["--seed=²"]]  # fullwidth and superscript digits: int() reads them
