@@ -7,7 +7,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .cli import ArgParser, arch_code, run_main
+from .checks import shown
+from .cli import ArgParser, arch_code, run_main, write_failed
 from .errors import UserError
 from .search_space import ArchSpec, LayerSpec, parse
 
@@ -39,14 +40,22 @@ def layer_table(spec: ArchSpec) -> list[str]:
     return rows
 
 
+def _is_dir(path: str) -> bool:
+    """True where `path` is a folder; a path the system refuses (a name too long) is no file path either."""
+    try:
+        return Path(path).is_dir()
+    except OSError:
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Print a code's canonical form, layers, params, FLOPs and ptflops MACs."""
     parser = ArgParser(prog=PROG, description=__doc__)
     parser.add_argument("code", type=arch_code, help="8 digits over {0,1,2}, e.g. 12012012")
     parser.add_argument("--plot", metavar="PATH", default=None, help="also draw the network into this PNG file")
     args = parser.parse_args(argv)
-    if args.plot is not None and (not args.plot or Path(args.plot).is_dir()):
-        raise UserError(f"invalid --plot {args.plot!r}: expected a PNG file path, e.g. arch.png")
+    if args.plot is not None and (not args.plot or _is_dir(args.plot)):
+        raise UserError(f"invalid --plot {shown(args.plot)}: expected a PNG file path, e.g. arch.png")
     from .complexity import complexity  # torch loads only once the input is known to be good
 
     spec = parse(args.code)
@@ -60,7 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.plot is not None:
         from .archplot import save_png
 
-        print(f"wrote {save_png(spec.code, args.plot, counts.params, counts.flops)}")
+        try:
+            print(f"wrote {save_png(spec.code, args.plot, counts.params, counts.flops)}")
+        except OSError as err:
+            raise write_failed("--plot", args.plot, err) from None
     return 0
 
 

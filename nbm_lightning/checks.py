@@ -1,17 +1,51 @@
 """The one set of argument checks: each returns the value or raises a one-line error naming it and what is allowed.
 
-Every message reads `invalid <name> <value!r>: expected <what is allowed>`. A value of the wrong type raises
-`InvalidType`, which is both a ValueError and a TypeError; a value out of range raises `InvalidValue` (a
-ValueError). This module imports nothing of ours.
+Every message reads `invalid <name> <value!r>: expected <what is allowed>`, the value cut to about SHOWN_CHARS
+characters (`shown`: an error line never carries a whole file). A value of the wrong type raises `InvalidType`,
+which is both a ValueError and a TypeError; a value out of range raises `InvalidValue` (a ValueError). This
+module imports nothing of ours.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import reprlib
 from collections.abc import Sequence
 from numbers import Integral, Real
 from typing import Any
+
+SHOWN_CHARS = 200  # the most characters of a value that an error line shows
+
+
+class _BoundedRepr(reprlib.Repr):
+    """reprlib's repr, whose ints too long to print in full (str() refuses 4300 digits) are shown by size."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 3 * SHOWN_CHARS:  # ~180 digits: beyond anything shown whole
+            return f"<an int of {x.bit_length():,} bits>"
+        return super().repr_int(x, level)
+
+
+_REPR = _BoundedRepr()  # repr() with bounded work: long strings, ints and containers are cut before formatting
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = SHOWN_CHARS
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = _REPR.maxfrozenset = _REPR.maxdeque = _REPR.maxdict = 20
+_REPR.maxlevel = 4
+
+
+def cut(text: str) -> str:
+    """`text` cut to about SHOWN_CHARS characters, its length said where it is cut."""
+    return text if len(text) <= SHOWN_CHARS + 5 else f"{text[:SHOWN_CHARS]}... ({len(text):,} characters)"
+
+
+def shown(value: Any) -> str:
+    """repr(value) for an error line: cut to about SHOWN_CHARS characters, with the length of a cut str said."""
+    text = _REPR.repr(value)
+    if len(text) > SHOWN_CHARS + 5:
+        text = text[:SHOWN_CHARS] + "..."
+    if isinstance(value, (str, bytes)) and len(value) > SHOWN_CHARS:
+        text += f" ({len(value):,} characters)"
+    return text
 
 
 class InvalidValue(ValueError):
@@ -24,7 +58,7 @@ class InvalidType(InvalidValue, TypeError):
 
 def fail(name: str, value: Any, expected: str, kind: type[InvalidValue] = InvalidValue) -> InvalidValue:
     """The error for `name` = `value` where `expected` was allowed (raise it)."""
-    return kind(f"invalid {name} {value!r}: expected {expected}")
+    return kind(f"invalid {name} {shown(value)}: expected {expected}")
 
 
 def span(low: float | None, high: float | None, low_open: bool = False) -> str:

@@ -21,7 +21,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .checks import check_bool, check_choice, check_int, check_number, check_path, check_str, fail, span
+from .checks import (
+    InvalidType,
+    check_bool,
+    check_choice,
+    check_int,
+    check_number,
+    check_path,
+    check_str,
+    cut,
+    fail,
+    shown,
+    span,
+)
 
 CIFAR10_TRAIN_SIZE = 50_000  # images in the CIFAR-10 training set
 CIFAR10_TEST_SIZE = 10_000  # images in the CIFAR-10 test set
@@ -33,6 +45,8 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 SGD_IMPLS = ("auto", "foreach", "fused")
 SEEDS = (0, 1, 2)  # the published benchmark's seeds
 SEED_MAX = 2**32 - 1  # the largest seed every generator accepts (Lightning's seed_everything bound)
+CONFIG_MAX_BYTES = 64 * 1024  # the largest YAML config read: a flat file of the ~30 fields takes about 1 KiB
+CONFIG_MAX_BRACKETS = 100  # '[' and '{' a config may hold: PyYAML scans deeply nested ones in quadratic time
 
 
 def _opt(
@@ -203,9 +217,12 @@ def field_names(cls: type) -> list[str]:
 def split_overrides(values: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split a flat mapping of fields into (recipe fields, execution fields); unknown keys are an error."""
     recipe_keys, exec_keys = set(field_names(Recipe)), set(field_names(Execution))
-    unknown = sorted(set(values) - recipe_keys - exec_keys)
+    unknown = [k for k in values if k not in recipe_keys | exec_keys]
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}: allowed are {sorted(recipe_keys | exec_keys)}")
+        raise ValueError(
+            f"unknown config key(s) {', '.join(map(shown, unknown[:5]))}{' ...' if len(unknown) > 5 else ''}: "
+            f"allowed are {sorted(recipe_keys | exec_keys)}"
+        )
 
     def pick(keys: set[str]) -> dict[str, Any]:
         return {k: v for k, v in values.items() if k in keys}
@@ -221,20 +238,75 @@ def build_configs(values: dict[str, Any]) -> tuple[Recipe, Execution]:
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a flat YAML config file of recipe/execution fields."""
+    """Read a flat YAML config file of recipe/execution fields (ValueError, one line, for anything else).
+
+    Anchors and aliases are refused before any value is built (an alias bomb expands exponentially), and so is a
+    file over CONFIG_MAX_BYTES or with over CONFIG_MAX_BRACKETS brackets (deep nesting takes quadratic time).
+    """
     import yaml
 
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"config file {str(path)!r} not found")
+    name = shown(str(path))
+    text = _config_text(Path(path), name)
+    brackets = text.count("[") + text.count("{")
+    if brackets > CONFIG_MAX_BRACKETS:
+        raise ValueError(
+            f"config file {name} holds {brackets} '[' and '{{' (at most {CONFIG_MAX_BRACKETS} read): "
+            "expected a flat mapping of field: value"
+        )
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(text, Loader=_flat_loader()) or {}  # noqa: S506 (a SafeLoader, without aliases)
     except yaml.YAMLError as err:
-        raise ValueError(f"config file {str(path)!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+        raise ValueError(f"config file {name} is not valid YAML: {_yaml_problem(err)}") from None
+    except ValueError as err:  # PyYAML's own int(): a number of over 4300 digits
+        why = cut(" ".join(str(err).split()))
+        raise ValueError(f"config file {name} holds a value YAML cannot read: {why}") from None
+    except RecursionError:
+        raise ValueError(f"config file {name} is nested too deeply: expected a flat mapping of field: value") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config file {str(path)!r} must be a mapping of field: value, got {type(data).__name__}")
+        raise ValueError(f"config file {name} must be a mapping of field: value, got {type(data).__name__}")
     split_overrides(data)
     return data
+
+
+def _yaml_problem(err: Exception) -> str:
+    """A YAML error in one line: its problem and where (PyYAML's own text spans several lines)."""
+    problem = getattr(err, "problem", None) or getattr(err, "context", None) or type(err).__name__
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return cut(" ".join(str(problem).split())) + where
+
+
+def _config_text(path: Path, name: str) -> str:
+    """The text of a config file: a regular UTF-8 file of at most CONFIG_MAX_BYTES (ValueError otherwise)."""
+    try:
+        if not path.is_file():
+            raise ValueError(f"config file {name} not found (expected a YAML file)")
+        with open(path, "rb") as handle:
+            data = handle.read(CONFIG_MAX_BYTES + 1)
+    except OSError as err:
+        raise ValueError(f"config file {name} cannot be read ({err.strerror or type(err).__name__})") from None
+    if len(data) > CONFIG_MAX_BYTES:
+        raise ValueError(f"config file {name} is over {CONFIG_MAX_BYTES:,} bytes: expected a flat mapping of fields")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"config file {name} is not UTF-8 text (byte {err.start}): expected YAML") from None
+
+
+@cache
+def _flat_loader() -> type:
+    """A yaml.SafeLoader that refuses anchors (&a) and aliases (*a), before the node they mark is built."""
+    import yaml
+
+    class FlatLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                problem = "anchors and aliases (&, *) are not allowed: write each value out"
+                raise yaml.composer.ComposerError(None, None, problem, event.start_mark)
+            return super().compose_node(parent, index)
+
+    return FlatLoader
 
 
 def coerce(cls: type, name: str, value: Any) -> Any:
@@ -242,9 +314,19 @@ def coerce(cls: type, name: str, value: Any) -> Any:
     kind = field_type(cls, name)
     if kind is bool:
         return parse_bool(value, name)
-    if kind in (int, float) and not isinstance(value, bool):
-        return _to(kind, name, value)
-    return value if isinstance(value, str) else check_str(name, value)
+    if kind in (int, float) and isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return _to(cls, kind, name, value)
+    if isinstance(value, str):
+        return value
+    raise fail(name, value, f"{valid_range(cls, name)}, found {_kind_of(value)}", InvalidType)
+
+
+def _kind_of(value: Any) -> str:
+    """What a YAML value is, in words."""
+    if value is None:
+        return "null"
+    kinds = {bool: "a bool", int: "an int", float: "a float", str: "a string", list: "a list", dict: "a mapping"}
+    return kinds.get(type(value), f"a {type(value).__name__}")
 
 
 def parse_bool(value: Any, name: str = "boolean") -> bool:
@@ -259,11 +341,15 @@ def parse_bool(value: Any, name: str = "boolean") -> bool:
     raise fail(name, value, "true or false")
 
 
-def _to(kind: type, name: str, value: Any) -> Any:
-    """Convert `value` with `kind`, raising a one-line error naming the field."""
+def _to(cls: type, kind: type, name: str, value: Any) -> Any:
+    """Convert `value` with `kind`, raising a one-line error naming the field and its valid range.
+
+    A string must be ASCII (int() and float() would read other scripts' digits, which no code or index takes)."""
     try:
+        if isinstance(value, str) and not value.isascii():
+            raise ValueError
         if kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
         return kind(value)
     except (TypeError, ValueError, OverflowError):
-        raise fail(name, value, "an int" if kind is int else "a number") from None
+        raise fail(name, value, valid_range(cls, name)) from None

@@ -223,12 +223,39 @@ def open_cifar10(root: str | os.PathLike, train: bool) -> CIFAR10:
     """One split of CIFAR-10 (no transform), turning absent or corrupted files into DataMissingError."""
     require_cifar10(root)
     try:
-        return dataset_class()(str(Path(root).expanduser()), train=train)
+        return _decoded(root, train)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
         raise DataMissingError(
             f"CIFAR-10 in {cifar10_folder(root)} fails torchvision's md5 check: download it again with "
             f"--download=true (download=True), or {_by_hand(root)}; for synthetic data set {SKIP_MD5_ENV}=1"
         ) from err
+
+
+def _decoded(root: str | os.PathLike, train: bool, download: bool = False) -> CIFAR10:
+    """torchvision's CIFAR10 of `root`; a file it cannot decode (truncated, not CIFAR-10) is a DataMissingError
+    naming the file (its RuntimeError, a failed md5 check or download, is the caller's)."""
+    try:
+        return dataset_class()(str(Path(root).expanduser()), train=train, download=download)
+    except (RuntimeError, OSError):  # a failed md5 check, download or read: the caller's to report
+        raise
+    except Exception as err:  # noqa: BLE001 (whatever unpickling a damaged file raises: UnpicklingError, EOFError, ...)
+        name = _failing_file(err) or f"a file of {cifar10_folder(root)}"
+        raise DataMissingError(
+            f"CIFAR-10 file {name} cannot be decoded ({_one_line(err)}): it is truncated or not CIFAR-10; "
+            f"{_by_hand(root)}"
+        ) from None
+
+
+def _failing_file(err: BaseException) -> str | None:
+    """The file torchvision's CIFAR10 was unpickling when `err` was raised there (from its frame), else None (an
+    error raised deeper, in numpy say, comes after the files were read)."""
+    tb = err.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None or tb.tb_frame.f_globals.get("__name__") != CIFAR10.__module__:
+        return None
+    found = tb.tb_frame.f_locals.get("file_path") or tb.tb_frame.f_locals.get("path")
+    return str(found) if isinstance(found, (str, os.PathLike)) else None
 
 
 def fingerprint(root: str | os.PathLike) -> dict[str, object]:
@@ -256,7 +283,7 @@ def download_cifar10(root: str | os.PathLike) -> None:
     """Download and extract CIFAR-10 into root unless it is there; failures become DataMissingError."""
     for train in (True, False):
         try:
-            dataset_class()(str(Path(root).expanduser()), train=train, download=True)
+            _decoded(root, train, download=True)
         except (OSError, RuntimeError) as err:  # no network, refused, bad archive
             raise DataMissingError(
                 f"could not download CIFAR-10 into {cifar10_folder(root)} ({_one_line(err)}): {_by_hand(root)}"

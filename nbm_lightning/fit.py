@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from . import requeue
-from .cli import ArgParser, arch_code, bool_arg, run_main
+from .cli import ArgParser, arch_code, bool_arg, int_arg, run_main
 from .config import SEED_MAX, Execution, Recipe, field_names, valid_range
 from .job import GRID_SIZE, Job, index_to_pair, parse_indices, resolve_job
 from .search_space import canonical
@@ -31,7 +31,8 @@ def build_parser() -> ArgParser:
     parser = ArgParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run = parser.add_argument_group("run selection")
     run.add_argument("--arch", type=arch_code, help="architecture code, 8 digits over {0,1,2} (e.g. 12012012)")
-    run.add_argument("--seed", type=int, default=None, help=f"seed of all generators, 0..{SEED_MAX} (default: 0)")
+    seed_help = f"seed of all generators, 0..{SEED_MAX} (default: 0)"
+    run.add_argument("--seed", type=int_arg("seed", 0, SEED_MAX), default=None, help=seed_help)
     run.add_argument(
         "--index",
         default=None,

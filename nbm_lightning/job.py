@@ -6,11 +6,12 @@ resolution, the numbering of the benchmark grid (`--index N`) and the question "
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checks import check_int, fail
+from .checks import check_int, fail, shown
 from .config import SEED_MAX, SEEDS, Execution, Recipe, build_configs, field_names, load_yaml
 from .errors import UserError
 from .record import COMPLETE, RecordError, RunRecord, record_path, run_name
@@ -63,29 +64,41 @@ def index_to_pair(index: int) -> tuple[str, int]:
 def parse_indices(text: str) -> list[int]:
     """Grid indices from `N`, an inclusive range `A-B`, or a list `A,B,C` (ranges allowed in it), in order.
 
-    ValueError (one line naming the bad part) for a malformed part, a reversed range, an index outside the
-    grid, or an index given twice.
+    ValueError (one line naming the bad part) for a malformed part (ASCII digits only), a reversed range, an index
+    outside the grid, or an index given twice. Linear in the number of indices.
     """
     indices: list[int] = []
+    seen: set[int] = set()
     for part in text.split(","):
-        indices += _index_part(part.strip(), text)
-    twice = next((i for n, i in enumerate(indices) if i in indices[:n]), None)
-    if twice is not None:
-        raise fail("index", text, f"each pair once ({twice} appears twice)")
+        for index in _index_part(part.strip(), text):
+            if index in seen:
+                raise fail("index", text, f"each pair once ({index} appears twice)")
+            seen.add(index)
+            indices.append(index)
     return indices
 
 
-def _index_part(part: str, text: str) -> list[int]:
+INDEX_PART_RE = re.compile(r"([0-9]+)(?:-([0-9]+))?")  # N or A-B, ASCII digits (int() would read others too)
+
+
+def _index_part(part: str, text: str) -> range:
     """One comma-separated part of --index: N or A-B."""
-    first, dash, last = part.partition("-")
-    if not first.isdigit() or (dash and not last.isdigit()):
-        raise fail("index", text, f"N, A-B or A,B,C with N, A, B in 0..{GRID_SIZE - 1}")
-    low, high = int(first), int(last) if dash else int(first)
-    for value in (low, high):
-        check_int("index", value, 0, GRID_SIZE - 1)
+    match = INDEX_PART_RE.fullmatch(part)
+    if match is None:
+        found = "" if part == text.strip() else f", found the part {shown(part)}"
+        raise fail("index", text, f"N, A-B or A,B,C with N, A, B ASCII digits in 0..{GRID_SIZE - 1}{found}")
+    low, high = (_grid_index(digits) for digits in (match[1], match[2] or match[1]))
     if high < low:
         raise fail("index", text, f"a range A-B with A <= B ({part} is reversed)")
-    return list(range(low, high + 1))
+    return range(low, high + 1)
+
+
+def _grid_index(digits: str) -> int:
+    """An index of the grid from its ASCII digits (InvalidValue outside it)."""
+    expected = f"an int in 0..{GRID_SIZE - 1}"
+    if len(digits) > len(str(GRID_SIZE)) + 2:  # far outside (and int() of a huge digit string is slow)
+        raise fail("index", digits, expected)
+    return check_int("index", int(digits), 0, GRID_SIZE - 1)
 
 
 def select_pair(arch: str | None, seed: int | None, index: int | None) -> tuple[str, int]:

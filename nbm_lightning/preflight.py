@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .job import Job
-from .tracking import DEFAULT_BASE_URL, has_credentials, resolve_mode
+from .tracking import DEFAULT_BASE_URL, has_credentials, resolve_mode, set_offline
 
 REACH_TIMEOUT_S = 5.0  # seconds to wait for the W&B server before calling it unreachable
 
@@ -112,7 +112,7 @@ def wandb_usable(requested: str) -> None:
         return
     if requested == "online":
         raise UserError(f"bad --wandb-mode 'online': the W&B server {_base()} is unreachable (try offline)")
-    os.environ["WANDB_MODE"] = "offline"  # `auto` resolves through it from now on, for every run of this process
+    set_offline(f"W&B server {_base()} unreachable, credentials found")  # for every run of this process
     print(f"W&B server {_base()} unreachable within {REACH_TIMEOUT_S:.0f} s: logging offline", file=sys.stderr)
 
 

@@ -35,8 +35,8 @@ from typing import Any
 import yaml
 
 from .atomic import atomic_write_text
-from .checks import InvalidValue, check_int, fail
-from .cli import ArgParser, run_main
+from .checks import InvalidValue, check_int, fail, shown
+from .cli import ArgParser, run_main, write_failed
 from .config import SEEDS, Execution
 from .errors import UserError
 from .job import GRID_SIZE, index_to_pair, resolve_job
@@ -399,13 +399,16 @@ def build_parser() -> ArgParser:
 
 def make(args: argparse.Namespace) -> int:
     """Write a preset or a missing-pairs sweep, atomically."""
-    if args.out and Path(args.out).is_dir():
-        raise UserError(f"bad --out {args.out!r}: it is a folder")
+    try:
+        if args.out and Path(args.out).is_dir():
+            raise UserError(f"bad --out {shown(args.out)}: it is a folder")
+    except OSError as err:  # a name too long, a loop of links
+        raise UserError(f"bad --out {shown(args.out)}: {err.strerror or type(err).__name__}") from None
     if not args.missing:
         if args.config_file:
             raise UserError("--config-file goes with --missing (the presets fix their own config)")
         out = Path(args.out or SWEEPS_DIR / f"{args.preset}.yaml")
-        atomic_write_text(out, render_preset(args.preset))
+        _write(out, render_preset(args.preset))
         print(f"wrote {out}: {_size(preset(args.preset))} runs")
         return 0
     return make_missing(args)
@@ -435,9 +438,17 @@ def make_missing(args: argparse.Namespace) -> int:
             f"--out={args.out}",
         ]
     )
-    atomic_write_text(args.out, render(missing_sweep(indices, args.config_file), command))
+    _write(args.out, render(missing_sweep(indices, args.config_file), command))
     print(f"wrote {args.out}: {len(indices)} of {GRID_SIZE} pairs missing (recipe {recipe})")
     return 0
+
+
+def _write(out: str | Path, text: str) -> None:
+    """Write the sweep file atomically; a failed write (full or read-only disk) is one line, nothing written."""
+    try:
+        atomic_write_text(out, text)
+    except OSError as err:
+        raise write_failed("--out", out, err) from None
 
 
 def _size(config: dict[str, Any]) -> int:

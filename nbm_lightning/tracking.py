@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .checks import shown
 from .errors import UserError
 from .runkeys import EVAL_ACC_KEY, TRAIN_LOSS_KEY
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 _NAME = r"[\w.-]+"  # an entity, project or sweep id
 WANDB_PATH_RE = re.compile(rf"^({_NAME})/({_NAME})(?:/({_NAME}))?$")  # ENTITY/PROJECT[/SWEEP_ID]
+_FALLBACK: dict[str, str] = {}  # "reason": why this process switched `auto` to offline (set_offline)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def parse_wandb_path(text: str, name: str, sweep: bool = False) -> WandbPath:
     match = WANDB_PATH_RE.match(text)
     if not match or (match[3] and not sweep):
         expected = "ENTITY/PROJECT" + ("[/SWEEP_ID]" if sweep else "")
-        raise UserError(f"invalid {name} {text!r}: expected {expected}, e.g. my-team/nas-bench-macro")
+        raise UserError(f"invalid {name} {shown(text)}: expected {expected}, e.g. my-team/nas-bench-macro")
     return WandbPath(match[1], match[2], match[3])
 
 
@@ -109,9 +111,27 @@ def _console_settings(wandb: Any, mode: str) -> Any:
     return wandb.Settings(silent=True) if mode == "offline" else wandb.Settings(quiet=True)
 
 
-def offline_note(run: Any) -> str:
-    """The line that says how to upload an offline run."""
-    return f"W&B offline (no credentials found): upload later with `wandb sync {Path(run.dir).parent}`"
+def set_offline(reason: str) -> None:
+    """Log offline from now on in this process (`auto` resolves through $WANDB_MODE), and remember why."""
+    os.environ["WANDB_MODE"] = "offline"
+    _FALLBACK["reason"] = reason
+
+
+def offline_reason(requested: str = "auto") -> str:
+    """Why a run logs offline: the fallback of this process (set_offline), the mode asked for, or no credentials."""
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if requested == "offline":
+        return "--wandb-mode offline"
+    if "reason" in _FALLBACK and env == "offline":
+        return _FALLBACK["reason"]
+    if env in ("offline", "dryrun"):
+        return f"WANDB_MODE={env}"
+    return "no credentials found" if not has_credentials() else "offline asked for"
+
+
+def offline_note(run: Any, requested: str = "auto") -> str:
+    """The line that says why a run logs offline (`requested`: its --wandb-mode) and how to upload it."""
+    return f"W&B offline ({offline_reason(requested)}): upload later with `wandb sync {Path(run.dir).parent}`"
 
 
 def start_run(path: WandbPath, job_type: str, name: str, config: dict[str, Any]) -> Any:

@@ -257,7 +257,7 @@ def _logger(job: Job, data: dict[str, Any]) -> Any:
     )
     atomic_write_text(id_file, logger.experiment.id)
     if mode == "offline":
-        print(offline_note(logger.experiment))
+        print(offline_note(logger.experiment, e.wandb_mode))
     return logger
 
 

@@ -38,6 +38,8 @@ from .lock import PairLock
 from .record import RecordError, RunRecord
 
 SKIPPED, BUSY, COMPLETE, FAILED = "skipped", "busy", "complete", "failed"  # outcomes of a job
+REFUSED = "refused"  # outcome of a job of an array refused as bad input (a UserError): reported as failed
+REFUSED_EXIT = 2  # exit status of an array with a refused job (its input needs a person; a rerun fails alike)
 STOPPED, PREEMPTED = "stopped", "preempted"  # outcomes of a job ended on request
 INTERRUPTED_EXIT = 130  # exit status of a worker stopped by Ctrl-C
 PREEMPTED_EXIT = 143  # exit status of a worker preempted (SIGTERM/SIGUSR1): schedulers and W&B requeue it
@@ -105,10 +107,10 @@ class Outcome:
     """What became of one job."""
 
     name: str  # <canonical>-s<seed>
-    status: str  # SKIPPED, BUSY, COMPLETE, FAILED, STOPPED or PREEMPTED
+    status: str  # SKIPPED, BUSY, COMPLETE, FAILED, REFUSED, STOPPED or PREEMPTED
     wall_s: float  # seconds from taking the job to its record written and its W&B run finished
-    train_s: float | None  # the record's training + evaluation seconds (None: no record)
-    error: str | None = None  # one line, for FAILED
+    train_s: float | None  # a complete run's training + evaluation seconds (None: no whole run in this process)
+    error: str | None = None  # one line, for FAILED and REFUSED
 
     @property
     def overhead_s(self) -> float | None:
@@ -228,12 +230,15 @@ class Worker:
             self._frozen = True
 
     def _outcome(self, job: Job, status: str, error: str | None, wall_s: float) -> Outcome:
-        """The Outcome of a trained job, its training time and error read from the record it wrote."""
+        """The Outcome of a trained job, its training time and error read from the record it wrote.
+
+        Training time and fixed cost are those of a whole run only: complete, and not resumed (a resumed run's
+        training time spans processes; a preempted or failed one's covers only part of its work)."""
         try:
             record = RunRecord.read(job.record_path) if status != STOPPED else None
         except RecordError:
             record = None
-        whole = record is not None and not record.resumed  # a resumed run's training time spans processes
+        whole = status == COMPLETE and record is not None and not record.resumed
         train_s = record.train_time_s if whole else None
         error = error or (record.error if record is not None and status == FAILED else None)
         outcome = Outcome(job.name, status, wall_s, train_s, error)
@@ -243,31 +248,51 @@ class Worker:
         return outcome
 
     def run_all(self, jobs: Sequence[Job]) -> int:
-        """Train the jobs in order until done or stopped: 0 when all are complete or skipped, 1 when any failed,
-        INTERRUPTED_EXIT when stopped; the last line says which jobs failed (or remain)."""
+        """Train the jobs in order until done or stopped; the last line says which jobs failed (or remain).
+
+        Exit status: 0 when all are complete or skipped; REFUSED_EXIT (2) when a job was refused as bad input
+        (another recipe's record at its path, say), else 1 when a run failed; else PREEMPTED_EXIT or
+        INTERRUPTED_EXIT when stopped. A refusal that names its pair is reported and the others go on; one that
+        does not (missing data, a bad setting) would refuse every job alike: the jobs left are not tried.
+        """
         outcomes: list[Outcome] = []
+        halted = False
         for job in jobs:
-            if self.stop.stopping():
+            if self.stop.stopping() or halted:
                 break
-            outcomes.append(self.run(job))
-        return report(outcomes, len(jobs), preempted=self.stop.preempt.is_set())
+            start = time.perf_counter()
+            try:
+                outcomes.append(self.run(job))
+            except UserError as err:
+                message = " ".join(str(err).split())
+                print(f"{job.name}: refused: {message}", file=sys.stderr)
+                outcomes.append(Outcome(job.name, REFUSED, time.perf_counter() - start, None, message))
+                halted = job.name not in message
+        return report(outcomes, len(jobs), preempted=self.stop.preempt.is_set(), halted=halted)
 
 
-def report(outcomes: Sequence[Outcome], total: int, preempted: bool = False) -> int:
-    """Print the worker's last line and return its exit status: 1 failed, 143 preempted, 130 stopped, else 0.
+def report(outcomes: Sequence[Outcome], total: int, preempted: bool = False, halted: bool = False) -> int:
+    """Print the worker's last line and return its exit status: 2 refused, 1 failed, 143 preempted, 130 stopped,
+    else 0.
 
-    `preempted`: a preemption signal arrived (also between runs, when no run reports it).
+    `preempted`: a preemption signal arrived (also between runs, when no run reports it); `halted`: the jobs left
+    were not tried after a refusal that would refuse each of them.
     """
-    counts = {s: sum(o.status == s for o in outcomes) for s in (COMPLETE, SKIPPED, BUSY, FAILED, STOPPED, PREEMPTED)}
-    failed = [o.name for o in outcomes if o.status == FAILED]
+    statuses = (COMPLETE, SKIPPED, BUSY, FAILED, REFUSED, STOPPED, PREEMPTED)
+    counts = {s: sum(o.status == s for o in outcomes) for s in statuses}
+    failed = [o.name + (" (refused)" if o.status == REFUSED else "") for o in outcomes if o.status in (FAILED, REFUSED)]
     preempted = preempted or bool(counts[PREEMPTED])
-    line = f"worker: {total} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    line = f"worker: {total} jobs: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none run")
     left = total - len(outcomes) + counts[STOPPED] + counts[PREEMPTED]
     if left:
-        line += f"; {left} not done ({'preempted' if preempted else 'stopped'}: rerun the same command to resume)"
+        why = "preempted" if preempted else "stopped"
+        why = f"{why}: rerun the same command to resume" if not halted else "not tried after the refusal above"
+        line += f"; {left} not done ({why})"
     if failed:
         line += f"; failed: {' '.join(failed)}"
     print(line, file=sys.stderr if failed else sys.stdout)
+    if counts[REFUSED]:
+        return REFUSED_EXIT
     if failed:
         return 1
     return PREEMPTED_EXIT if preempted else INTERRUPTED_EXIT if left else 0

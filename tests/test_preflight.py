@@ -3,12 +3,15 @@ output holding only the project's own lines."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -97,7 +100,7 @@ def test_misleading_settings_warn_in_one_line(in_tmp, data, capsys, extra, fragm
 
 
 PROJECT_LINES = [
-    r"^W&B offline \(no credentials found\): upload later with `wandb sync \S+`$",
+    r"^W&B offline \(WANDB_MODE=offline\): upload later with `wandb sync \S+`$",
     r"^epoch \d+/\d+ lr [\d.]+ train loss [\d.]+ acc [\d.]+% \| eval loss [\d.]+ acc [\d.]+% \| [\d.]+s$",
     r"^\d{8}-s\d+: test acc final [\d.]+% best [\d.]+%; record: \S+$",
     r"^\d{8}-s\d+: complete in [\d.]+ s \(training [\d.]+ s, fixed cost [\d.]+ s\)$",
@@ -114,3 +117,64 @@ def test_a_runs_output_is_the_projects_own_lines(data, tmp_path):
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
     foreign = [line for line in lines if not any(re.match(p, line) for p in PROJECT_LINES)]
     assert foreign == [] and len(lines) == 5, lines
+
+
+def test_an_unreachable_server_with_credentials_is_not_called_no_credentials(monkeypatch, capsys):
+    from nbm_lightning import preflight, tracking
+
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)  # restored after the test: the fallback sets it
+    monkeypatch.setattr(tracking, "_FALLBACK", {})
+    monkeypatch.setattr(preflight, "_reachable", lambda url: False)
+    preflight.wandb_usable("auto")
+    run = SimpleNamespace(dir="/tmp/wandb/offline-run-x/files")
+    note = tracking.offline_note(run, "auto")
+    assert note.startswith("W&B offline (W&B server https://api.wandb.ai unreachable, credentials found)"), note
+    assert tracking.offline_note(run, "offline").startswith("W&B offline (--wandb-mode offline)")
+    assert "unreachable within 5 s: logging offline" in capsys.readouterr().err
+
+
+def _enospc(*args, **kwargs):
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _export_argv(tmp_path: Path, out: Path) -> list[str]:
+    counts = complexity("00000000")
+    records = [make_record("00000000", seed, (counts.params, counts.flops), 50.0, 40.0, curve_epochs=2,
+                           recipe=Recipe(epochs=2)) for seed in range(3)]  # fmt: skip
+    write_records(tmp_path / "results", records)
+    return ["--from", str(tmp_path / "results"), "--format", "original", "--allow-partial", "--out", str(out)]
+
+
+@pytest.mark.parametrize("failure", ["file-as-folder", "disk-full"])
+@pytest.mark.parametrize("command", ["export", "sweep-make", "arch-plot"])
+def test_a_failed_write_is_one_line_and_leaves_nothing(command, failure, tmp_path, monkeypatch, capsys):
+    from nbm_lightning import arch, sweep
+    from nbm_lightning.export import __main__ as export
+
+    (tmp_path / "afile").write_text("")
+    folder = tmp_path / ("afile" if failure == "file-as-folder" else "out")
+    if failure == "disk-full":
+        folder.mkdir()
+        monkeypatch.setattr(os, "fsync", _enospc)  # what a full disk raises while the temporary file is written
+    main, prog, argv = {
+        "export": (export.main, export.PROG, lambda: _export_argv(tmp_path, folder / "bench.json")),
+        "sweep-make": (sweep.main, sweep.PROG, lambda: ["make", f"--out={folder / 'all.yaml'}"]),
+        "arch-plot": (arch.main, arch.PROG, lambda: ["00000000", f"--plot={folder / 'arch.png'}"]),
+    }[command]
+    assert run_main(main, argv(), prog=prog) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot write --" in err and "nothing written" in err and "Traceback" not in err
+    assert ("No space left on device" if failure == "disk-full" else "afile") in err, err
+    assert (tmp_path / "afile").read_text() == "" and (failure == "file-as-folder" or list(folder.iterdir()) == [])
+
+
+def test_a_truncated_data_file_is_one_line_naming_it(in_tmp, data, tmp_path_factory, capsys):
+    broken = tmp_path_factory.mktemp("broken")
+    shutil.copytree(data, broken, dirs_exist_ok=True)
+    batch = broken / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(batch.read_bytes()[:1000])
+    assert run_main(fit.main, [*TINY, f"--data-dir={broken}"], prog=fit.PROG) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"CIFAR-10 file {batch} cannot be decoded" in err and "truncated" in err, err
+    assert not (in_tmp / "results").exists()

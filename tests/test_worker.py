@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -134,14 +136,29 @@ def test_run_scope_restores_wandb_environment_and_resets_the_compiler(monkeypatc
 # ---------------------------------------------------------------- job arrays
 
 
-@pytest.mark.parametrize("value", ["5-3", "0-20000", "a-b", "1,,2", "-1", "1,1", "11907"])
+BAD_INDICES = ["5-3", "0-20000", "a-b", "1,,2", "-1", "1,1", "11907", "²", "１２-１３", "1,²", "9" * 5000]
+
+
+@pytest.mark.parametrize("value", BAD_INDICES, ids=range(len(BAD_INDICES)))
 def test_bad_index_lists_exit_2_with_one_line_and_nothing_written(value, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
         fit.main([f"--index={value}"])
     err = capsys.readouterr().err
-    assert exc.value.code == 2 and err.count("\n") == 1 and "index" in err and "Traceback" not in err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert "invalid index" in err and "expected" in err and len(err) < 400, err  # what was expected and found
     assert list(tmp_path.iterdir()) == []
+
+
+def test_index_takes_ascii_digits_in_linear_time():
+    from nbm_lightning.job import GRID_SIZE, parse_indices
+
+    start = time.perf_counter()
+    assert parse_indices(f"0-{GRID_SIZE - 1}") == list(range(GRID_SIZE))
+    assert parse_indices(",".join(map(str, range(GRID_SIZE)))) == list(range(GRID_SIZE))
+    assert time.perf_counter() - start < 1.5  # the quadratic duplicate check took 4 s for the range alone
+    with pytest.raises(ValueError, match=r"ASCII digits in 0\.\.11906, found the part '²'"):
+        parse_indices("1,²")
 
 
 def test_a_range_trains_only_its_missing_pairs(data, tmp_path):
@@ -289,3 +306,73 @@ def test_a_preempted_sweep_run_ends_with_143_before_the_agent_finishes_it(data, 
     assert record["status"] == "preempted" and "preempted by SIGTERM" in record["error"]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*-runpre01")
     assert wandb_offline.sent_by(run_dir).exit_code == 143  # W&B requeues a preempting run that exits non-zero
+
+
+# ---------------------------------------------------------------- what a worker reports
+
+
+def test_a_preempted_run_reports_no_training_time_or_fixed_cost(tmp_path, capsys):
+    execution = Execution(results_dir=str(tmp_path))
+    job = Job("00000000", 0, Recipe(epochs=2), execution)
+    from nbm_lightning.complexity import complexity
+
+    counts = complexity("00000000")
+    write_records(tmp_path, [make_record("00000000", 0, (counts.params, counts.flops), 50.0, 40.0, curve_epochs=1,
+                                         recipe=job.recipe, status="preempted", epochs_completed=1,
+                                         error="preempted by SIGTERM", train_time_s=0.0)])  # fmt: skip
+    outcome = worker.Worker._outcome(None, job, worker.PREEMPTED, None, 117.58)  # type: ignore[arg-type]
+    assert outcome.train_s is None and outcome.overhead_s is None  # part of a run: not a run's times
+    assert "fixed cost" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "statuses, preempted, line, code",
+    [([], False, "worker: 12 jobs: none run; 12 not done (stopped: rerun the same command to resume)", 130),
+     ([], True, "worker: 12 jobs: none run; 12 not done (preempted: rerun the same command to resume)", 143),
+     (["complete", "refused", "failed"], False,
+      "worker: 3 jobs: 1 complete, 1 failed, 1 refused; failed: j1 (refused) j2", 2)],
+    ids=["stopped-before-any", "preempted-before-any", "refused-and-failed"],
+)  # fmt: skip
+def test_the_last_line_says_what_ran(statuses, preempted, line, code, capsys):
+    outcomes = [worker.Outcome(f"j{n}", status, 1.0, None) for n, status in enumerate(statuses)]
+    assert worker.report(outcomes, 12 if not statuses else len(statuses), preempted=preempted) == code
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).strip() == line
+
+
+def test_an_array_goes_on_past_a_pair_holding_another_recipes_record(data, tmp_path, monkeypatch, capsys):
+    from nbm_lightning.cli import run_main
+    from nbm_lightning.complexity import complexity
+
+    monkeypatch.chdir(tmp_path)
+    counts, tiny = complexity("00000000"), Recipe(epochs=1, batch_size=32)  # the recipe of TINY
+    records = [make_record("00000000", seed, (counts.params, counts.flops), 50.0, 40.0, curve_epochs=1, recipe=recipe)
+               for seed, recipe in ((0, dataclasses.replace(tiny, lr=0.05)), (1, tiny))]  # fmt: skip
+    write_records(tmp_path / "results", records)
+    before = (tmp_path / "results" / "00000000-s0.json").read_text()
+    assert run_main(fit.main, ["--index=0-1", f"--data-dir={data}", *TINY], prog=fit.PROG) == 2
+    captured = capsys.readouterr()
+    assert "00000000-s0: refused: " in captured.err and "another recipe" in captured.err
+    assert "00000000-s1: a complete record of this recipe exists" in captured.out  # the array went on
+    last = captured.err.strip().splitlines()[-1]
+    assert last == "worker: 2 jobs: 1 skipped, 1 refused; failed: 00000000-s0 (refused)", captured.err[-2000:]
+    assert (tmp_path / "results" / "00000000-s0.json").read_text() == before  # the other recipe's record stays
+
+
+def test_an_array_stops_at_a_refusal_that_would_refuse_every_job(tmp_path, capsys):
+    from nbm_lightning.errors import UserError
+
+    jobs = [Job("00000000", seed, Recipe(), Execution(results_dir=str(tmp_path))) for seed in (0, 1, 2)]
+    tried = []
+
+    def refuse(job: Job) -> worker.Outcome:
+        tried.append(job.name)
+        raise UserError("CIFAR-10 not found in /nowhere")  # names no pair: every job would fail alike
+
+    stub = worker.Worker.__new__(worker.Worker)  # no data cache: nothing is trained
+    stub.stop, stub.run = worker.StopSignal(), refuse
+    assert stub.run_all(jobs) == 2 and tried == ["00000000-s0"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "00000000-s0: refused: CIFAR-10 not found in /nowhere"
+    assert err[-1] == ("worker: 3 jobs: 1 refused; 2 not done (not tried after the refusal above); "
+                       "failed: 00000000-s0 (refused)")  # fmt: skip

@@ -29,7 +29,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import ArgParser, run_main
+from ..checks import shown
+from ..cli import ArgParser, run_main, write_failed
 from ..config import SEEDS
 from ..errors import UserError
 from ..record import METRIC_FIELDS
@@ -106,10 +107,13 @@ def export(
         _check_complete(selection, allow_partial)
     except UserError as err:
         raise UserError(f"{err}{unread}") from None
+    try:
+        write(selection, sources, fmt, out, metric)
+    except OSError as err:  # a full or read-only disk: the error alone, as for bad input
+        raise write_failed("--out", out, err) from None
     left_out = [f"left out: {incomplete_message(selection)}"] if selection.incomplete else []
     for line in report(selection) + left_out + ([f"note: {unread.removeprefix('; ')}"] if unread else []):
         print(line, file=sys.stderr)
-    write(selection, sources, fmt, out, metric)
     return selection
 
 
@@ -125,14 +129,17 @@ def _select(sources: Sequence[Source], fmt: str, metric: str, recipe_hash: str |
 
 def _check_out(out: str, sources: Sequence[Source]) -> None:
     """UserError where --out is a folder, or a file in a --from folder (the next export would read it as a record)."""
-    if Path(out).is_dir():
-        raise UserError(f"bad --out {out!r}: it is a folder")
-    folder = Path(out).absolute().parent.resolve()
+    try:
+        if Path(out).is_dir():
+            raise UserError(f"bad --out {shown(out)}: it is a folder")
+        folder = Path(out).absolute().parent.resolve()
+    except OSError as err:  # a name too long, a loop of links
+        raise UserError(f"bad --out {shown(out)}: {err.strerror or type(err).__name__}") from None
     inside = next((s for s in sources if s.folder is not None and s.folder.resolve() == folder), None)
     if inside is not None:
         raise UserError(
-            f"bad --out {out!r}: it is in the --from folder {inside.spec!r}, whose *.json files are read as run "
-            "records (the next export would fail on it): write it elsewhere"
+            f"bad --out {shown(out)}: it is in the --from folder {shown(inside.spec)}, whose *.json files are read as "
+            "run records (the next export would fail on it): write it elsewhere"
         )
 
 
