@@ -58,10 +58,13 @@ def _write(path: Path, data: object) -> Path:
 
 
 def _perturbed(published: dict, deltas: dict[str, float]) -> dict:
-    """A copy whose canonical code c (and every key resolving to it) has mean_acc + deltas[c]."""
+    """A copy whose canonical code c (and every key resolving to it) has each seed's accuracy, so its mean_acc,
+    + deltas[c] (its std unchanged)."""
     data = {key: dict(value) for key, value in published.items()}
     for key in data:
-        data[key]["mean_acc"] += deltas.get(canonical(key), 0.0)
+        delta = deltas.get(canonical(key), 0.0)
+        data[key]["test_acc"] = [acc + delta for acc in data[key]["test_acc"]]
+        data[key]["mean_acc"] += delta
     return data
 
 
@@ -269,6 +272,7 @@ def _extended_doc(codes, metric: str = "final", epochs: int = 4) -> dict:
             })  # fmt: skip
         archs[code] = {"params": 1000 + i, "flops": 10_000 + i, "ptflops_macs": None, "runs": runs}
     provenance = {key: {} for key in extended.PROVENANCE_KEYS} | {"metric": metric, "sources": []}
+    provenance["curves"] = extended.CURVE_ENCODING
     return {"format": extended.FORMAT, "version": extended.VERSION, "created_at": "", "provenance": provenance,
             "archs": archs}  # fmt: skip
 
@@ -435,7 +439,7 @@ def test_load_rejects_missing_and_non_json_files(tmp_path):
     with pytest.raises(BenchmarkError, match="cannot read benchmark file .*nope.json"):
         Benchmark.load(tmp_path / "nope.json")
     (tmp_path / "x.json").write_bytes(b"\x00\xffnot json")
-    with pytest.raises(BenchmarkFormatError, match="x.json' is not JSON"):
+    with pytest.raises(BenchmarkFormatError, match="x.json' is not valid JSON"):
         Benchmark.load(tmp_path / "x.json")
 
 
