@@ -22,6 +22,7 @@ from typing import Any
 
 from ..atomic import atomic_write_bytes
 from ..errors import UserError
+from ..jsonread import JSONReadError, read_bytes
 
 ENV_BENCHMARK = "NBM_BENCHMARK"  # the one environment variable naming the benchmark file (every command reads it)
 PUBLISHED_NAME = "nas-bench-macro_cifar10.json"  # the published file's name (and its name in the cache)
@@ -59,8 +60,8 @@ def cached_published(cache: str | os.PathLike[str] | None = None) -> Path | None
     """The cached published file where it is present and intact (its sha256), else None."""
     path = Path(cache or cache_dir()) / PUBLISHED_NAME
     try:
-        return path if sha256_of(path.read_bytes()) == PUBLISHED_SHA256 else None
-    except OSError:
+        return path if sha256_of(read_bytes(path, MAX_DOWNLOAD_BYTES)) == PUBLISHED_SHA256 else None
+    except JSONReadError:  # missing, not a regular file (a FIFO never blocks), too large
         return None
 
 

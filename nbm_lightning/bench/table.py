@@ -160,7 +160,8 @@ class Benchmark:
         ):
             raise ValueError("Benchmark columns must have one row per code")
         check_choice("metric", self.metric, ACC_METRICS)
-        accs = {self.metric: self.test_acc, **self.accs}
+        others = {name: acc for name, acc in self.accs.items() if name != self.metric}  # test_acc wins (a replace)
+        accs = {self.metric: self.test_acc, **others}
         if any(array.shape != self.test_acc.shape for array in accs.values()):
             raise ValueError("Benchmark accuracies must have one row per code and one column per seed")
         object.__setattr__(self, "accs", accs)
@@ -176,7 +177,8 @@ class Benchmark:
         mean and population std of test_acc (SUMMARY_TOLERANCE); params and flops non-negative; times finite."""
         low, high = ACC_RANGE
         percent = f"finite percentages in {low:g}..{high:g}"
-        mean, std = self.test_acc.mean(axis=1), self.test_acc.std(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: refused below, without warnings
+            mean, std = self.test_acc.mean(axis=1), self.test_acc.std(axis=1)
         summary = f"(to {SUMMARY_TOLERANCE:g} pp)"
         checks: list[tuple[str, np.ndarray, Any, Callable[[int], str]]] = [
             *((METRIC_FIELDS[name], acc, (np.isfinite(acc) & (acc >= low) & (acc <= high)).all(axis=1),

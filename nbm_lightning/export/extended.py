@@ -49,6 +49,12 @@ lists were measured too slow: 11,907 runs x 7 curves x 50 epochs are 4.2 M numbe
 to parse on two cores, while the base64 form loads in under 0.1 s and keeps float32 precision
 (~7 significant digits, far below the noise of a single training). `decode_curves(run)` turns them
 back into numpy arrays.
+
+`validate` (run by `write`, `load` and every reader: the benchmark, the artifact) refuses, in one line naming the
+code, seed and value: accuracies outside 0..100 or not finite, test_acc_best below test_acc_final, counts
+(params, flops, ptflops_macs) that are not ints in 0..MAX_COUNT, best_epoch past the epochs, an unknown metric,
+other curve encodings, curves that are not base64 of whole float32 values, of more values than the run's epochs
+or of two lengths in one file (one recipe: one number of epochs), eval_acc curves outside 0..100.
 """
 
 from __future__ import annotations
