@@ -242,7 +242,7 @@ def _problem(data: Any) -> str | None:
 
 def _arch_problem(code: str, arch: Any, primary: str, lengths: set[int]) -> str | None:
     """The first problem of one architecture entry, or None."""
-    if code not in _canonical_codes():
+    if code not in canonical_codes():
         return f"key {shown(code)} is not a canonical code"
     if not isinstance(arch, dict) or any(k not in arch for k in ARCH_KEYS):
         return f"{code}: expected keys {list(ARCH_KEYS)}"
@@ -303,7 +303,7 @@ def _curves_problem(curves: Any, epochs: int | None, lengths: set[int]) -> str |
 
 
 @cache
-def _canonical_codes() -> frozenset[str]:
+def canonical_codes() -> frozenset[str]:
     """The 3969 canonical codes (a set, built once)."""
     return frozenset(unique_codes())
 

@@ -22,7 +22,6 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from ..atomic import atomic_write_text
 from ..bench.table import ACC_METRICS
 from ..checks import check_choice
 from ..errors import UserError
-from ..export.extended import ACC_RANGE, MAX_COUNT, MAX_EPOCHS, shown, value_problem
+from ..export.extended import ACC_RANGE, MAX_COUNT, MAX_EPOCHS, canonical_codes, shown, value_problem
 from ..jsonread import JSONReadError, loads, read_bytes
 from ..search_space import unique_codes
 from .algorithms import (
@@ -166,7 +165,11 @@ def _problem(data: Any) -> str | None:
         or value_problem("benchmark archs", bench["archs"], 1, len(unique_codes()), integer=True)
         or value_problem("benchmark best_mean_acc", bench["best_mean_acc"], *ACC_RANGE)
         or next(
-            (f"benchmark {k} {shown(bench[k])}: expected a string" for k in ("path", "sha256") if not _str(bench[k])),
+            (
+                f"benchmark {k} {shown(bench[k])}: expected a string"
+                for k in ("path", "sha256")
+                if not isinstance(bench[k], str)
+            ),
             None,
         )
     )
@@ -198,23 +201,12 @@ def _trial_problem(trial: Any, budget: int, archs: int, best: float) -> str | No
     problem = next(filter(None, values), None)
     if problem:
         return problem
-    code = next((c for c in trial["incumbent"] if not isinstance(c, str) or c not in _canonical_codes()), None)
+    code = next((c for c in trial["incumbent"] if not isinstance(c, str) or c not in canonical_codes()), None)
     if code is not None:
         return f"incumbent {shown(code)}: expected canonical codes"
     if any(b < a for a, b in zip(seconds, seconds[1:])):
         return "seconds decrease: expected cumulative seconds"
     return None
-
-
-def _str(value: Any) -> bool:
-    """True for a str."""
-    return isinstance(value, str)
-
-
-@cache
-def _canonical_codes() -> frozenset[str]:
-    """The 3969 canonical codes (a set, built once)."""
-    return frozenset(unique_codes())
 
 
 def regrets(runs: dict[str, Any]) -> np.ndarray:
