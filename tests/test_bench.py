@@ -58,10 +58,13 @@ def _write(path: Path, data: object) -> Path:
 
 
 def _perturbed(published: dict, deltas: dict[str, float]) -> dict:
-    """A copy whose canonical code c (and every key resolving to it) has mean_acc + deltas[c]."""
+    """A copy whose canonical code c (and every key resolving to it) has each seed's accuracy, so its mean_acc,
+    + deltas[c] (its std unchanged)."""
     data = {key: dict(value) for key, value in published.items()}
     for key in data:
-        data[key]["mean_acc"] += deltas.get(canonical(key), 0.0)
+        delta = deltas.get(canonical(key), 0.0)
+        data[key]["test_acc"] = [acc + delta for acc in data[key]["test_acc"]]
+        data[key]["mean_acc"] += delta
     return data
 
 
@@ -269,6 +272,7 @@ def _extended_doc(codes, metric: str = "final", epochs: int = 4) -> dict:
             })  # fmt: skip
         archs[code] = {"params": 1000 + i, "flops": 10_000 + i, "ptflops_macs": None, "runs": runs}
     provenance = {key: {} for key in extended.PROVENANCE_KEYS} | {"metric": metric, "sources": []}
+    provenance["curves"] = extended.CURVE_ENCODING
     return {"format": extended.FORMAT, "version": extended.VERSION, "created_at": "", "provenance": provenance,
             "archs": archs}  # fmt: skip
 
@@ -371,6 +375,82 @@ def test_offline_download_is_one_line_naming_url_cache_and_variable(cache_env):
     assert "\n" not in message and url in message and str(cache_env) in message and "NBM_BENCHMARK" in message
 
 
+def test_default_url_is_the_published_file_in_the_seed_repository():
+    from urllib.parse import urlsplit
+
+    from nbm_lightning.bench.fetch import PUBLISHED_URL
+
+    url = urlsplit(PUBLISHED_URL)
+    assert (url.scheme, url.netloc) == ("https", "raw.githubusercontent.com")
+    owner, repo, branch, *path = url.path.strip("/").split("/")
+    assert (owner, repo, branch, path) == (
+        "xiusu",
+        "NAS-Bench-Macro",
+        "master",
+        ["data", "nas-bench-macro_cifar10.json"],
+    )
+
+
+def test_download_is_capped_in_size_and_leaves_nothing(cache_env, tmp_path, monkeypatch):
+    from nbm_lightning.bench import fetch
+
+    with pytest.raises(UserError, match=r"from file:///dev/zero \(more than the 4194304 bytes allowed\)") as info:
+        published_file(url="file:///dev/zero")  # endless: refused after MAX_DOWNLOAD_BYTES, not a MemoryError
+    assert "\n" not in str(info.value) and not cache_env.exists()
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "big.json").write_bytes(b"x" * 2000)
+    monkeypatch.setattr(fetch, "MAX_DOWNLOAD_BYTES", 1000)
+    server = _Server(served)
+    try:
+        with pytest.raises(UserError, match=r"\(2000 bytes announced, more than the 1000 allowed\)"):
+            published_file(url=f"{server.url}/big.json")
+    finally:
+        server.close()
+    assert not cache_env.exists()
+
+
+class _TrickleHandler(http.server.BaseHTTPRequestHandler):
+    """Announces the published file's size, then sends one byte every 0.1 s: at most 100 bytes, ending by itself
+    (or when the client goes)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "1178821")
+        self.end_headers()
+        for _ in range(100):
+            try:
+                self.wfile.write(b"{")
+                self.wfile.flush()
+            except OSError:
+                return
+            threading.Event().wait(0.1)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_download_has_an_overall_deadline_not_only_a_read_timeout(cache_env, monkeypatch):
+    import time
+
+    from nbm_lightning.bench import fetch
+
+    monkeypatch.setattr(fetch, "DEADLINE_S", 1.0)  # every read gets a byte within STALL_S: only the deadline ends it
+    monkeypatch.setattr(fetch, "STALL_S", 0.5)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TrickleHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/nas-bench-macro_cifar10.json"
+    start = time.monotonic()
+    try:
+        with pytest.raises(UserError, match=r"\(not complete within the 1 s allowed\)") as info:
+            published_file(url=url)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert time.monotonic() - start < 2.5 and "\n" not in str(info.value) and url in str(info.value)
+    assert not cache_env.exists()
+
+
 # ---------------------------------------------------------------- loading errors
 
 
@@ -435,8 +515,31 @@ def test_load_rejects_missing_and_non_json_files(tmp_path):
     with pytest.raises(BenchmarkError, match="cannot read benchmark file .*nope.json"):
         Benchmark.load(tmp_path / "nope.json")
     (tmp_path / "x.json").write_bytes(b"\x00\xffnot json")
-    with pytest.raises(BenchmarkFormatError, match="x.json' is not JSON"):
+    with pytest.raises(BenchmarkFormatError, match="x.json' is not valid JSON"):
         Benchmark.load(tmp_path / "x.json")
+
+
+def _with_record(published: dict, code: str, **fields: object) -> dict:
+    """A copy in which `code` (a canonical code) and every key resolving to it hold `fields`."""
+    return {key: {**value, **fields} if canonical(key) == code else value for key, value in published.items()}
+
+
+def test_compare_and_queries_refuse_an_inconsistent_file(tmp_path, bench, published, published_path, capsys):
+    inconsistent = _write(tmp_path / "inconsistent.json", _with_record(published, "00000000", mean_acc=99.9))
+    with pytest.raises(BenchmarkFormatError, match=r"00000000 has mean_acc 99.9, expected 45.36333211263021, the mean"):
+        Benchmark.load(inconsistent)  # loaded, top(1) and best() would name 00000000 (test_acc average 45.4)
+    huge = {key: {**value, "test_acc": [1e308] * 3, "mean_acc": 1e308, "std": 0.0} for key, value in published.items()}
+    for path, named in (
+        (inconsistent, "has mean_acc 99.9, expected 45.36333211263021"),
+        (_write(tmp_path / "huge.json", huge), "has test_acc[0] 1e+308: expected a finite number in 0..100"),
+    ):  # not "same level within seed noise"
+        assert run_main(bench_cli.main, ["compare", str(published_path), str(path)], prog=bench_cli.PROG) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and named in err and "Traceback" not in err
+    with pytest.raises(BenchmarkFormatError, match="has mean_acc 99.9, expected 45.5, the mean of its test_acc"):
+        Benchmark.from_records([Record("00000000", (45.0, 46.0), 99.9, 0.5, 1, 1)], "memory")  # built, not read
+    with pytest.raises(BenchmarkFormatError, match=r"has test_acc_best \[1e\+308, 1e\+308, 1e\+308\], expected finite"):
+        dataclasses.replace(bench, test_acc=np.full_like(bench.test_acc, 1e308))
 
 
 # ---------------------------------------------------------------- rank statistics

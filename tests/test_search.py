@@ -248,6 +248,7 @@ def extended_path(tmp_path_factory, published) -> Path:
         ]  # fmt: skip
         archs[code] = {"params": value["params"], "flops": value["flops"], "ptflops_macs": None, "runs": runs}
     provenance = {key: {} for key in extended.PROVENANCE_KEYS} | {"metric": "final", "sources": []}
+    provenance["curves"] = extended.CURVE_ENCODING
     path = tmp_path_factory.mktemp("ext") / "extended.json"
     path.write_text(json.dumps({"format": extended.FORMAT, "version": extended.VERSION, "created_at": "",
                                 "provenance": provenance, "archs": archs}))  # fmt: skip

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import math
 import os
 import sys
@@ -25,6 +24,8 @@ import numpy as np
 
 from ..checks import check_choice, check_int, check_number, fail
 from ..errors import UserError, require
+from ..export.extended import ACC_RANGE, MAX_COUNT, shown, value_problem
+from ..jsonread import JSONReadError, loads, read_bytes
 from ..record import METRIC_FIELDS
 from ..search_space import all_codes, canonical, unique_codes
 from .budget import Budget
@@ -41,14 +42,18 @@ PROXY_SECONDS_PER_MAC = 8e-6  # the FLOPs time proxy: simulated seconds of one t
 TIME_RECORDED = "recorded train_time_s"  # Benchmark.time_source where the file records every run's training time
 TIME_PROXY = f"FLOPs proxy ({PROXY_SECONDS_PER_MAC:g} s per MAC of flops; not measured)"  # otherwise
 EXTENDED_PREFIX = "nbm_lightning"  # the "format" value of this project's extended files starts with it
+SUMMARY_TOLERANCE = 1e-6  # pp: how far mean_acc and std may be from the mean and population std (ddof=0) of test_acc.
+# The published file stores both unrounded: over its 6561 records they equal numpy's float64 mean and std(ddof=0) of
+# test_acc exactly (largest difference 0.0; the sample std, ddof=1, would be up to 0.19 pp off). 1e-6 pp leaves room
+# for another summation order (float64 round-off, ~1e-14 pp) and refuses any edit a table (0.01 pp) could show.
 
 
 class BenchmarkError(UserError):
     """A benchmark file that cannot be read (one line, exit status 2 on the command line)."""
 
 
-class BenchmarkFormatError(BenchmarkError):
-    """A file that is not a benchmark of a supported format, or breaks its invariants."""
+class BenchmarkFormatError(BenchmarkError, ValueError):
+    """A file that is not a benchmark of a supported format, or breaks its invariants (also a ValueError)."""
 
 
 class ArchNotFound(BenchmarkError, KeyError):
@@ -155,11 +160,54 @@ class Benchmark:
         ):
             raise ValueError("Benchmark columns must have one row per code")
         check_choice("metric", self.metric, ACC_METRICS)
-        accs = {self.metric: self.test_acc, **self.accs}
+        others = {name: acc for name, acc in self.accs.items() if name != self.metric}  # test_acc wins (a replace)
+        accs = {self.metric: self.test_acc, **others}
         if any(array.shape != self.test_acc.shape for array in accs.values()):
             raise ValueError("Benchmark accuracies must have one row per code and one column per seed")
         object.__setattr__(self, "accs", accs)
         object.__setattr__(self, "_rows", rows)
+        problem = self._invariant_problem()
+        if problem:
+            raise BenchmarkFormatError(f"{self.source!r} is inconsistent: {problem}")
+
+    def _invariant_problem(self) -> str | None:
+        """The first row breaking an invariant every query relies on, in words, or None.
+
+        Accuracies finite percentages (NaN in a curve: no curve for that run); best >= final; mean_acc and std the
+        mean and population std of test_acc (SUMMARY_TOLERANCE); params and flops non-negative; times finite."""
+        low, high = ACC_RANGE
+        percent = f"finite percentages in {low:g}..{high:g}"
+        with np.errstate(over="ignore", invalid="ignore"):  # huge values: refused below, without warnings
+            mean, std = self.test_acc.mean(axis=1), self.test_acc.std(axis=1)
+        summary = f"(to {SUMMARY_TOLERANCE:g} pp)"
+        checks: list[tuple[str, np.ndarray, Any, Callable[[int], str]]] = [
+            *((METRIC_FIELDS[name], acc, (np.isfinite(acc) & (acc >= low) & (acc <= high)).all(axis=1),
+               lambda row: percent) for name, acc in self.accs.items()),
+            ("mean_acc", self.mean_acc, np.abs(self.mean_acc - mean) <= SUMMARY_TOLERANCE,
+             lambda row: f"{float(mean[row])!r}, the mean of its test_acc "
+                         f"{shown(self.test_acc[row].tolist())} {summary}"),
+            ("std", self.std, np.abs(self.std - std) <= SUMMARY_TOLERANCE,
+             lambda row: f"{float(std[row])!r}, the population std (ddof=0) of its test_acc {summary}"),
+            ("params", self.params, self.params >= 0, lambda row: "a non-negative count"),
+            ("flops", self.flops, self.flops >= 0, lambda row: "a non-negative count"),
+        ]  # fmt: skip
+        if "best" in self.accs and "final" in self.accs:
+            best, final = self.accs["best"], self.accs["final"]
+            checks.append(("test_acc_best", best, (best >= final).all(axis=1), lambda row: "at least test_acc_final"))
+        if self.train_time_s is not None:
+            times = self.train_time_s
+            ok = (np.isfinite(times) & (times >= 0)).all(axis=1)
+            checks.append(("train_time_s", times, ok, lambda row: "finite seconds >= 0"))
+        if self.eval_acc is not None:
+            curve = self.eval_acc
+            ok = (np.isnan(curve) | ((curve >= low) & (curve <= high))).all(axis=(1, 2))
+            checks.append(("an eval_acc curve", curve, ok, lambda row: f"{percent} (or NaN: no curve)"))
+        for name, values, ok, expected in checks:
+            bad = np.flatnonzero(~np.asarray(ok))
+            if len(bad):
+                row = int(bad[0])
+                return f"{self.codes[row]} has {name} {shown(values[row].tolist())}, expected {expected(row)}"
+        return None
 
     def __repr__(self) -> str:
         return f"Benchmark({len(self)} archs, {self.test_acc.shape[1]} seeds, source={self.source!r})"
@@ -385,15 +433,16 @@ def pareto_rows(cost: np.ndarray, gain: np.ndarray) -> np.ndarray:
 
 
 def _read_json(path: str | os.PathLike[str]) -> tuple[Any, str]:
-    """A JSON file parsed, and its bytes' sha256; BenchmarkError (unreadable) or BenchmarkFormatError (not JSON)."""
+    """A JSON file parsed (bounded in size and depth: jsonread), and its bytes' sha256; BenchmarkError where it cannot
+    be read (missing, not a regular file, too large), BenchmarkFormatError where it is not JSON."""
     try:
-        text = Path(path).read_bytes()
-    except OSError as err:
-        raise BenchmarkError(f"cannot read benchmark file {str(path)!r}: {err.strerror or err}") from None
+        text = read_bytes(path)
+    except JSONReadError as err:
+        raise BenchmarkError(f"cannot read benchmark file{str(err).removeprefix('cannot read')}") from None
     try:
-        return json.loads(text), hashlib.sha256(text).hexdigest()
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BenchmarkFormatError(f"benchmark file {str(path)!r} is not JSON: {err}") from None
+        return loads(text, str(path)), hashlib.sha256(text).hexdigest()
+    except JSONReadError as err:
+        raise BenchmarkFormatError(f"benchmark file {err}") from None
 
 
 def detect_format(data: Any, source: str) -> str:
@@ -461,10 +510,8 @@ def _eval_acc(run: dict[str, Any]) -> np.ndarray:
 
 
 def _extended_record(code: str, arch: dict[str, Any], key: str, source: str) -> Record:
-    """One architecture of an extended file as a Record."""
+    """One architecture of an extended file (validated: `key` holds a number in every run) as a Record."""
     acc = [run[key] for run in arch["runs"]]
-    if any(a is None for a in acc):
-        raise BenchmarkFormatError(f"{source!r}: {code} lacks {key} for some seed")
     values = np.asarray(acc, dtype=np.float64)
     return Record(code, tuple(acc), float(values.mean()), float(values.std()), int(arch["params"]), int(arch["flops"]))
 
@@ -523,20 +570,27 @@ def _number(value: Any, integer: bool = False) -> bool:
 
 
 def _parse_record(value: Any, code: str, source: str) -> Record:
-    """One published record, type-checked; BenchmarkFormatError naming the code and the field."""
+    """One published record, type- and range-checked (its mean and std are checked by Benchmark against test_acc);
+    BenchmarkFormatError naming the code and the field."""
 
     def bad(why: str) -> BenchmarkFormatError:
         return BenchmarkFormatError(f"{source!r}: record {code!r} {why}")
 
     if not isinstance(value, dict) or set(value) != set(FIELDS):
-        keys = sorted(value) if isinstance(value, dict) else type(value).__name__
+        keys = shown(sorted(value)) if isinstance(value, dict) else type(value).__name__
         raise bad(f"has {keys}, expected an object with keys {list(FIELDS)}")
     acc = value["test_acc"]
-    if not isinstance(acc, list) or not acc or not all(_number(a) for a in acc):
-        raise bad(f"has test_acc {acc!r}, expected a non-empty list of finite numbers")
-    for name, integer in (("mean_acc", False), ("std", False), ("params", True), ("flops", True)):
-        if not _number(value[name], integer) or value[name] < 0:
-            raise bad(f"has {name} {value[name]!r}, expected a non-negative {'int' if integer else 'number'}")
+    if not isinstance(acc, list) or not acc:
+        raise bad(f"has test_acc {shown(acc)}, expected a non-empty list of accuracies")
+    problem = (
+        next(filter(None, (value_problem(f"test_acc[{i}]", a, *ACC_RANGE) for i, a in enumerate(acc))), None)
+        or value_problem("mean_acc", value["mean_acc"], *ACC_RANGE)
+        or value_problem("std", value["std"], *ACC_RANGE)
+        or value_problem("params", value["params"], 0, MAX_COUNT, integer=True)
+        or value_problem("flops", value["flops"], 0, MAX_COUNT, integer=True)
+    )
+    if problem:
+        raise bad(f"has {problem}")
     return Record(
         code,
         tuple(float(a) for a in acc),

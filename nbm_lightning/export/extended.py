@@ -49,6 +49,12 @@ lists were measured too slow: 11,907 runs x 7 curves x 50 epochs are 4.2 M numbe
 to parse on two cores, while the base64 form loads in under 0.1 s and keeps float32 precision
 (~7 significant digits, far below the noise of a single training). `decode_curves(run)` turns them
 back into numpy arrays.
+
+`validate` (run by `write`, `load` and every reader: the benchmark, the artifact) refuses, in one line naming the
+code, seed and value: accuracies outside 0..100 or not finite, test_acc_best below test_acc_final, counts
+(params, flops, ptflops_macs) that are not ints in 0..MAX_COUNT, best_epoch past the epochs, an unknown metric,
+other curve encodings, curves that are not base64 of whole float32 values, of more values than the run's epochs
+or of two lengths in one file (one recipe: one number of epochs), eval_acc curves outside 0..100.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ import base64
 import json
 import math
 from collections.abc import Mapping, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -64,8 +71,9 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from ..config import SEEDS
-from ..record import RunRecord
-from ..search_space import is_canonical
+from ..jsonread import JSONReadError, read_json
+from ..record import METRIC_FIELDS, RunRecord
+from ..search_space import unique_codes
 
 FORMAT = "nbm_lightning.extended"  # the "format" field
 VERSION = 1  # the "version" field; bump on any incompatible change
@@ -93,6 +101,10 @@ RUN_KEYS = (
     "finished_at",
     "curves",
 )  # required per-run keys
+TEXT_KEYS = ("run_name", "wandb_id", "wandb_url", "finished_at")  # per-run keys holding a string or null
+ACC_RANGE = (0.0, 100.0)  # accuracies are percent
+MAX_COUNT = 2**53  # the largest params/flops accepted: exact in float64 (the space's largest network has < 2**23)
+MAX_EPOCHS = 100_000  # the largest number of epochs accepted (the published recipe trains 50)
 
 
 class RunLike(Protocol):
@@ -109,8 +121,13 @@ def encode_curve(values: Sequence[float | None]) -> str:
 
 
 def decode_curve(text: str) -> np.ndarray:
-    """A stored curve back as a float32 numpy array."""
-    return np.frombuffer(base64.b64decode(text), dtype=CURVE_DTYPE)
+    """A stored curve back as a float32 numpy array; ValueError unless it is base64 of whole float32 values."""
+    if not isinstance(text, str):
+        raise TypeError(f"expected base64 text, got a {type(text).__name__}")
+    raw = base64.b64decode(text, validate=True)
+    if len(raw) % np.dtype(CURVE_DTYPE).itemsize:
+        raise ValueError(f"{len(raw)} bytes are not whole {CURVE_DTYPE} values")
+    return np.frombuffer(raw, dtype=CURVE_DTYPE)
 
 
 def decode_curves(run: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
@@ -157,11 +174,11 @@ def write(path: str | Path, data: Mapping[str, Any]) -> Path:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Read and validate an extended file; ValueError naming the file where it is not one."""
+    """Read and validate an extended file (bounded JSON, regular files only); ValueError naming the file otherwise."""
     try:
-        data = json.loads(Path(path).read_bytes())
-    except (OSError, ValueError) as err:  # ValueError: bad JSON or bad UTF-8
-        raise ValueError(f"cannot read extended export {str(path)!r}: {err}") from None
+        data = read_json(path)
+    except JSONReadError as err:
+        raise ValueError(f"cannot read extended export: {err}") from None
     validate(data, str(path))
     return data
 
@@ -173,37 +190,129 @@ def validate(data: Any, where: str) -> None:
         raise ValueError(f"{where!r} is not a valid {FORMAT} v{VERSION} file: {problem}")
 
 
+def shown(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to about `limit` characters (a huge value in a file never makes a huge message)."""
+    text = repr(value) if not isinstance(value, (dict, list)) or len(value) < limit else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def value_problem(
+    name: str, value: Any, low: float, high: float, integer: bool = False, null: bool = False
+) -> str | None:
+    """None if `value` is a finite JSON number (an int if `integer`, never a bool; null if `null`) in low..high, else
+    '<name> <value>: expected ...'."""
+    if value is None and null:
+        return None
+    kind = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if kind and not isinstance(value, bool) and (integer or math.isfinite(value)) and low <= value <= high:
+        return None
+    what = f"{'an int' if integer else 'a finite number'} in {_bound(low)}..{_bound(high)}" + (
+        " or null" if null else ""
+    )
+    return f"{name} {shown(value)}: expected {what}"
+
+
 def _problem(data: Any) -> str | None:
-    """The first structural problem of a document, or None."""
+    """The first problem of a document, or None."""
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         return f"no 'format': {FORMAT!r}"
-    if data.get("version") != VERSION:
-        return f"version {data.get('version')!r} (this reader knows {VERSION})"
-    missing = [k for k in TOP_KEYS if k not in data] or [k for k in PROVENANCE_KEYS if k not in data["provenance"]]
+    if isinstance(data.get("version"), bool) or data.get("version") != VERSION:
+        return f"version {shown(data.get('version'))} (this reader knows {VERSION})"
+    missing = [k for k in TOP_KEYS if k not in data]
+    if missing or not isinstance(data["provenance"], dict):
+        return f"missing key(s) {missing}" if missing else "'provenance' is not an object"
+    provenance = data["provenance"]
+    missing = [k for k in PROVENANCE_KEYS if k not in provenance]
     if missing:
         return f"missing key(s) {missing}"
+    metric = provenance["metric"]
+    if not isinstance(metric, str) or metric not in METRIC_FIELDS:
+        return f"unknown metric {shown(metric)}: expected one of {', '.join(METRIC_FIELDS)}"
+    if provenance["curves"] != CURVE_ENCODING:
+        return f"curves stored as {shown(provenance['curves'])}: this reader decodes {CURVE_ENCODING}"
     if not isinstance(data["archs"], dict):
-        return "'archs' is not a mapping"
-    return next(filter(None, (_arch_problem(code, arch) for code, arch in data["archs"].items())), None)
+        return "'archs' is not an object"
+    lengths: set[int] = set()  # curve lengths seen: one per file (one recipe, one number of epochs)
+    for code, arch in data["archs"].items():
+        problem = _arch_problem(code, arch, METRIC_FIELDS[metric], lengths)
+        if problem:
+            return problem
+    return None
 
 
-def _arch_problem(code: str, arch: Any) -> str | None:
+def _arch_problem(code: str, arch: Any, primary: str, lengths: set[int]) -> str | None:
     """The first problem of one architecture entry, or None."""
-    if not is_canonical(code):
-        return f"key {code!r} is not a canonical code"
+    if code not in canonical_codes():
+        return f"key {shown(code)} is not a canonical code"
     if not isinstance(arch, dict) or any(k not in arch for k in ARCH_KEYS):
         return f"{code}: expected keys {list(ARCH_KEYS)}"
-    runs = arch["runs"]
-    if not isinstance(runs, list) or [r.get("seed") if isinstance(r, dict) else None for r in runs] != list(SEEDS):
-        return f"{code}: runs must be one per seed in order {list(SEEDS)}"
-    bad = next((r for r in runs if any(k not in r for k in RUN_KEYS) or not _is_number(r["test_acc_final"])), None)
-    return (
-        None
-        if bad is None
-        else f"{code} seed {bad['seed']}: expected keys {list(RUN_KEYS)} and a numeric test_acc_final"
+    problem = (
+        value_problem("params", arch["params"], 0, MAX_COUNT, integer=True)
+        or value_problem("flops", arch["flops"], 0, MAX_COUNT, integer=True)
+        or value_problem("ptflops_macs", arch["ptflops_macs"], 0, MAX_COUNT, integer=True, null=True)
     )
+    if problem:
+        return f"{code}: {problem}"
+    runs = arch["runs"]
+    seeds = [r.get("seed") if isinstance(r, dict) else None for r in runs] if isinstance(runs, list) else None
+    if seeds is None or any(type(s) is not int for s in seeds) or seeds != list(SEEDS):
+        return f"{code}: runs must be one per seed in order {list(SEEDS)}"
+    for run in runs:
+        problem = _run_problem(run, primary, lengths)
+        if problem:
+            return f"{code} seed {run['seed']}: {problem}"
+    return None
 
 
-def _is_number(value: Any) -> bool:
-    """True for a finite int or float (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _run_problem(run: dict[str, Any], primary: str, lengths: set[int]) -> str | None:
+    """The first problem of one run entry, or None."""
+    if any(k not in run for k in RUN_KEYS):
+        return f"expected keys {list(RUN_KEYS)}"
+    best, final, epochs = run["test_acc_best"], run["test_acc_final"], run["epochs"]
+    problem = (
+        value_problem("test_acc_best", best, *ACC_RANGE, null=primary != "test_acc_best")
+        or value_problem("test_acc_final", final, *ACC_RANGE)
+        or value_problem("epochs", epochs, 0, MAX_EPOCHS, integer=True, null=True)
+        or value_problem("best_epoch", run["best_epoch"], 0, MAX_EPOCHS if epochs is None else epochs - 1, True, True)
+        or value_problem("train_time_s", run["train_time_s"], 0, math.inf, null=True)
+        or next((f"{k} {shown(run[k])}: expected a string or null" for k in TEXT_KEYS if not _text(run[k])), None)
+    )
+    if problem:
+        return problem
+    if best is not None and best < final:
+        return f"test_acc_best {best!r} is below test_acc_final {final!r} (the best epoch includes the last)"
+    return None if run["curves"] is None else _curves_problem(run["curves"], epochs, lengths)
+
+
+def _curves_problem(curves: Any, epochs: int | None, lengths: set[int]) -> str | None:
+    """The first problem of one run's curves (base64 float32, one length per file, at most `epochs`), or None."""
+    if not isinstance(curves, dict):
+        return f"curves {shown(curves)}: expected an object of base64 texts or null"
+    for name, text in curves.items():
+        try:
+            values = decode_curve(text)
+        except (TypeError, ValueError) as err:  # binascii.Error is a ValueError
+            return f"curve {shown(name)} is not base64 of {CURVE_DTYPE} values ({' '.join(str(err).split())[:80]})"
+        lengths.add(len(values))
+        if len(lengths) > 1 or (epochs is not None and len(values) > epochs):
+            seen = f"curves of {sorted(lengths)} epochs in one file" if len(lengths) > 1 else f"{epochs} epochs"
+            return f"curve {shown(name)} holds {len(values)} values ({seen})"
+        if name == "eval_acc" and not np.all(np.isnan(values) | ((values >= ACC_RANGE[0]) & (values <= ACC_RANGE[1]))):
+            return f"curve 'eval_acc' holds values outside {ACC_RANGE[0]:g}..{ACC_RANGE[1]:g} %"
+    return None
+
+
+@cache
+def canonical_codes() -> frozenset[str]:
+    """The 3969 canonical codes (a set, built once)."""
+    return frozenset(unique_codes())
+
+
+def _text(value: Any) -> bool:
+    """True for a string or null."""
+    return value is None or isinstance(value, str)
+
+
+def _bound(value: float) -> str:
+    """A range bound in words: ints as they are, floats short."""
+    return f"{value:g}" if isinstance(value, float) else str(value)

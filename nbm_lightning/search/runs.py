@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,12 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_write_text
+from ..bench.table import ACC_METRICS
 from ..checks import check_choice
 from ..errors import UserError
+from ..export.extended import ACC_RANGE, MAX_COUNT, MAX_EPOCHS, canonical_codes, shown, value_problem
+from ..jsonread import JSONReadError, loads, read_bytes
+from ..search_space import unique_codes
 from .algorithms import (
     EvolutionConfig,
     LocalSearchConfig,
@@ -38,11 +43,18 @@ from .algorithms import (
     regularized_evolution,
 )
 from .mcts import MCTSConfig, mcts
-from .oracle import Oracle, Trajectory, Trial
+from .oracle import OBSERVATIONS, Oracle, Trajectory, Trial
 
 FORMAT = "nbm_lightning.search-runs"  # the "format" field of a runs file
 VERSION = 1  # its "version"; a reader refuses others
 TABLE_BUDGETS = (10, 20, 50, 100, 200)  # budgets at which `table_lines` reports regret and rank
+KEYS = ("algo", "config", "budget", "observe", "metric", "epoch", "benchmark", "trials")  # required, beside format
+BENCHMARK_KEYS = ("path", "sha256", "archs", "best_mean_acc")  # required keys of "benchmark"
+TRIAL_KEYS = ("seed", "incumbent_mean_acc", "incumbent_rank", "incumbent", "seconds")  # required keys of a trial
+
+
+class RunsFileError(UserError, ValueError):
+    """A runs file that cannot be read or breaks its format: one line (exit status 2 on the command line)."""
 
 
 @dataclass(frozen=True)
@@ -118,28 +130,82 @@ def write_runs(path: str | os.PathLike[str], document: dict[str, Any]) -> Path:
 
 
 def read_runs(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a runs file; UserError (one line) naming the file where it is not one."""
+    """Read a runs file (bounded JSON, regular files only) and check it; RunsFileError (one line) naming the file."""
     try:
-        data = json.loads(Path(path).read_bytes())
-    except (OSError, ValueError) as err:
-        raise UserError(f"cannot read runs file {str(path)!r}: {getattr(err, 'strerror', None) or err}") from None
+        text = read_bytes(path)
+    except JSONReadError as err:
+        raise RunsFileError(f"cannot read runs file{str(err).removeprefix('cannot read')}") from None
+    try:
+        data = loads(text, str(path))
+    except JSONReadError as err:
+        raise RunsFileError(f"runs file {err}") from None
     problem = _problem(data)
     if problem:
-        raise UserError(f"{str(path)!r} is not a {FORMAT} v{VERSION} file (write one with `search run`): {problem}")
+        raise RunsFileError(f"{str(path)!r} is not a {FORMAT} v{VERSION} file (write one with `search run`): {problem}")
     return data
 
 
 def _problem(data: Any) -> str | None:
-    """The first structural problem of a runs document, or None."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+    """The first problem of a runs document, or None."""
+    version = data.get("version") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or type(version) is not int or version != VERSION:
         return f"no 'format': {FORMAT!r} and 'version': {VERSION}"
-    missing = [key for key in ("algo", "budget", "observe", "benchmark", "trials") if key not in data]
-    if missing or data["algo"] not in ALGORITHMS or not isinstance(data["trials"], list) or not data["trials"]:
-        return f"missing or bad keys {missing or ['algo', 'trials']}"
-    for trial in data["trials"]:
-        lists = [trial.get(key) for key in ("incumbent_mean_acc", "incumbent_rank")] if isinstance(trial, dict) else []
-        if len(lists) != 2 or any(not isinstance(v, list) or len(v) != data["budget"] for v in lists):
-            return f"every trial needs incumbent_mean_acc and incumbent_rank, one per query ({data['budget']})"
+    missing = [key for key in KEYS if key not in data]
+    if missing:
+        return f"missing key(s) {missing}"
+    for key, choices in (("algo", tuple(ALGORITHMS)), ("observe", OBSERVATIONS), ("metric", ACC_METRICS)):
+        if not isinstance(data[key], str) or data[key] not in choices:
+            return f"{key} {shown(data[key])}: expected one of {', '.join(choices)}"
+    bench = data["benchmark"]
+    if not isinstance(bench, dict) or any(key not in bench for key in BENCHMARK_KEYS):
+        return f"benchmark {shown(bench)}: expected an object with keys {list(BENCHMARK_KEYS)}"
+    problem = (
+        value_problem("budget", data["budget"], 1, len(unique_codes()), integer=True)
+        or value_problem("epoch", data["epoch"], 0, MAX_EPOCHS, integer=True, null=True)
+        or value_problem("benchmark archs", bench["archs"], 1, len(unique_codes()), integer=True)
+        or value_problem("benchmark best_mean_acc", bench["best_mean_acc"], *ACC_RANGE)
+        or next(
+            (
+                f"benchmark {k} {shown(bench[k])}: expected a string"
+                for k in ("path", "sha256")
+                if not isinstance(bench[k], str)
+            ),
+            None,
+        )
+    )
+    if problem:
+        return problem
+    if not isinstance(data["trials"], list) or not data["trials"]:
+        return f"trials {shown(data['trials'])}: expected a non-empty list"
+    for i, trial in enumerate(data["trials"]):
+        problem = _trial_problem(trial, data["budget"], bench["archs"], bench["best_mean_acc"])
+        if problem:
+            return f"trial {i}: {problem}"
+    return None
+
+
+def _trial_problem(trial: Any, budget: int, archs: int, best: float) -> str | None:
+    """The first problem of one trial (its lists hold one value per query), or None."""
+    if not isinstance(trial, dict) or any(key not in trial for key in TRIAL_KEYS):
+        return f"expected an object with keys {list(TRIAL_KEYS)}"
+    problem = value_problem("seed", trial["seed"], 0, MAX_COUNT, integer=True)
+    bad_list = next((k for k in TRIAL_KEYS[1:] if not isinstance(trial[k], list) or len(trial[k]) != budget), None)
+    if problem or bad_list:
+        return problem or f"{bad_list} {shown(trial[bad_list])}: expected a list of {budget} values (one per query)"
+    acc, rank, seconds = trial["incumbent_mean_acc"], trial["incumbent_rank"], trial["seconds"]
+    values = (
+        *(value_problem(f"incumbent_mean_acc[{q}]", v, 0.0, best) for q, v in enumerate(acc)),  # regret >= 0
+        *(value_problem(f"incumbent_rank[{q}]", v, 1, archs, integer=True) for q, v in enumerate(rank)),
+        *(value_problem(f"seconds[{q}]", v, 0.0, math.inf) for q, v in enumerate(seconds)),
+    )
+    problem = next(filter(None, values), None)
+    if problem:
+        return problem
+    code = next((c for c in trial["incumbent"] if not isinstance(c, str) or c not in canonical_codes()), None)
+    if code is not None:
+        return f"incumbent {shown(code)}: expected canonical codes"
+    if any(b < a for a, b in zip(seconds, seconds[1:])):
+        return "seconds decrease: expected cumulative seconds"
     return None
 
 

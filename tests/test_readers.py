@@ -1,0 +1,365 @@
+"""Malformed inputs of every reader of outside files, in one table: each is refused with one line naming the problem.
+
+Rows are (case name, file content or mutation of a valid document, expected message fragment). A mutation edits a
+deep copy of a small valid document in place; raw bytes replace the file. Each row is read through the reader's
+Python API (one error type, a ValueError that the command line reports) and through its command line (exit 2,
+one line on stderr, nothing on stdout).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from nbm_lightning.bench import Benchmark, BenchmarkError
+from nbm_lightning.bench import __main__ as bench_cli
+from nbm_lightning.bench.table import SUMMARY_TOLERANCE
+from nbm_lightning.cli import run_main
+from nbm_lightning.errors import UserError
+from nbm_lightning.export import extended
+from nbm_lightning.search import __main__ as search_cli
+from nbm_lightning.search.runs import FORMAT as RUNS_FORMAT
+from nbm_lightning.search.runs import RunsFileError, read_runs
+from nbm_lightning.search_space import all_codes, canonical
+
+Mutation = Callable[[Any], Any] | bytes  # edits a valid document in place (returns None) or returns another; or bytes
+KEPT = ("00000000", "10210210")  # canonical codes of the small published-format file
+DEEP = b"[" * 200_000 + b"]" * 200_000  # nesting that overflows a recursive parser
+
+
+def _published() -> dict[str, Any]:
+    """A small valid file of the published format: every key of two canonical codes (a partial file)."""
+    records = {}
+    for i, code in enumerate(KEPT):
+        acc = [90.0 + i, 91.5 + i, 89.25 + i]
+        records[code] = {"test_acc": acc, "mean_acc": float(np.mean(acc)), "std": float(np.std(acc)),
+                         "params": 1_000_000 + i, "flops": 50_000_000 + i}  # fmt: skip
+    return {key: copy.deepcopy(records[canonical(key)]) for key in _kept_keys()}
+
+
+@functools.cache
+def _kept_keys() -> tuple[str, ...]:
+    """Every code whose canonical form is in KEPT."""
+    return tuple(key for key in all_codes() if canonical(key) in KEPT)
+
+
+def _set(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    """Set fields of the record of KEPT[0] under every key that resolves to it (the published invariant holds)."""
+
+    def mutate(doc: dict[str, Any]) -> None:
+        for key in _kept_keys():
+            if canonical(key) == KEPT[0]:
+                doc[key].update(copy.deepcopy(fields))
+
+    return mutate
+
+
+def _extended() -> dict[str, Any]:
+    """A small valid extended export: two codes, 4-epoch eval_acc curves, best 1 point above final."""
+    archs = {}
+    for i, code in enumerate(KEPT):
+        runs = [
+            {"seed": s, "test_acc_best": 60.0 + i + s, "test_acc_final": 59.0 + i + s, "best_epoch": 2, "epochs": 4,
+             "train_time_s": 100.0 + s, "run_name": f"{code}-s{s}", "wandb_id": None, "wandb_url": None,
+             "finished_at": None, "curves": {"eval_acc": extended.encode_curve([50, 55, 60 + i + s, 59 + i + s])}}
+            for s in range(3)
+        ]  # fmt: skip
+        archs[code] = {"params": 1000 + i, "flops": 10_000 + i, "ptflops_macs": None, "runs": runs}
+    provenance = {key: {} for key in extended.PROVENANCE_KEYS}
+    provenance |= {"metric": "final", "sources": [], "curves": extended.CURVE_ENCODING}
+    return {"format": extended.FORMAT, "version": extended.VERSION, "created_at": "", "provenance": provenance,
+            "archs": archs}  # fmt: skip
+
+
+def _run(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    """Set fields of seed 1's run of KEPT[0] in an extended document."""
+    return lambda doc: doc["archs"][KEPT[0]]["runs"][1].update(fields)
+
+
+def _arch(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    """Set fields of KEPT[0]'s entry in an extended document."""
+    return lambda doc: doc["archs"][KEPT[0]].update(fields)
+
+
+def _runs() -> dict[str, Any]:
+    """A small valid search runs file: two trials of budget 3."""
+    trials = [
+        {"seed": s, "incumbent_mean_acc": [90.0, 91.0 + s, 91.0 + s], "incumbent_rank": [400, 120 - s, 120 - s],
+         "incumbent": ["00000000", "10210210", "10210210"], "seconds": [10.0, 20.5, 31.0]}
+        for s in range(2)
+    ]  # fmt: skip
+    benchmark = {"path": "bench.json", "sha256": "0" * 64, "archs": 3969, "best_mean_acc": 93.13}
+    return {"format": RUNS_FORMAT, "version": 1, "algo": "rs", "config": {}, "budget": 3, "observe": "seed",
+            "metric": "best", "epoch": None, "benchmark": benchmark, "trials": trials}  # fmt: skip
+
+
+def _trial(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    """Set fields of trial 1 of a runs document."""
+    return lambda doc: doc["trials"][1].update(fields)
+
+
+def _drop(*path: Any) -> Callable[[Any], None]:
+    """Delete doc[path[0]]...[path[-1]]."""
+
+    def mutate(doc: Any) -> None:
+        for key in path[:-1]:
+            doc = doc[key]
+        del doc[path[-1]]
+
+    return mutate
+
+
+PUBLISHED_CASES: list[tuple[str, Mutation, str]] = [
+    ("not JSON", b"{not json", "is not valid JSON"),
+    ("not UTF-8", b"\xff\xfe\x00", "is not valid JSON"),
+    ("nested 200,000 deep", DEEP, "is nested more than 64 deep"),
+    ("top level a list", lambda doc: [1, 2], "top level is a JSON list"),
+    ("unknown key", lambda doc: doc.update(a=1), "unexpected key 'a'"),
+    ("no architectures", lambda doc: {}, "holds no architectures"),
+    ("extra field", _set(extra=1), "record '00000000' has ['extra', 'flops'"),
+    ("test_acc empty", _set(test_acc=[]), "has test_acc [], expected a non-empty list"),
+    ("test_acc a string", _set(test_acc="90"), "has test_acc '90', expected a non-empty list"),
+    (
+        "accuracy 150",
+        _set(test_acc=[150.0, 90.0, 90.0], mean_acc=110.0),
+        "test_acc[0] 150.0: expected a finite number in 0..100",
+    ),
+    ("accuracy -5", _set(test_acc=[90.0, -5.0, 90.0]), "test_acc[1] -5.0: expected a finite number in 0..100"),
+    ("accuracy 1e308", _set(test_acc=[1e308] * 3, mean_acc=1e308, std=0.0), "test_acc[0] 1e+308: expected a finite"),
+    ("accuracy NaN", _set(test_acc=[90.0, 90.0, math.nan]), "test_acc[2] nan: expected a finite number"),
+    ("accuracy a bool", _set(test_acc=[True, 90.0, 90.0]), "test_acc[0] True: expected a finite number"),
+    ("mean_acc 99.9 (seeds average 90.25)", _set(mean_acc=99.9), "has mean_acc 99.9, expected 90.25, the mean of its"),
+    ("mean_acc off by 1e-5", _set(mean_acc=90.25001), "has mean_acc 90.25001, expected 90.25, the mean"),
+    ("mean_acc infinite", _set(mean_acc=math.inf), "mean_acc inf: expected a finite number in 0..100"),
+    (
+        "std of ddof=1",
+        _set(std=float(np.std([90.0, 91.5, 89.25], ddof=1))),
+        "expected 0.9354143466934853, the population std",
+    ),
+    ("std negative", _set(std=-0.5), "std -0.5: expected a finite number in 0..100"),
+    ("params 2**70", _set(params=2**70), "params 1180591620717411303424: expected an int in 0..9007199254740992"),
+    ("params null", _set(params=None), "params None: expected an int"),
+    ("params a string", _set(params="1000000"), "params '1000000': expected an int"),
+    ("params a float", _set(params=1.5), "params 1.5: expected an int"),
+    ("params a bool", _set(params=True), "params True: expected an int"),
+    ("flops negative", _set(flops=-1), "flops -1: expected an int in 0..9007199254740992"),
+    ("seed counts differ", _set(test_acc=[90.0, 90.5], mean_acc=90.25, std=0.25), "different numbers of seeds"),
+    ("key differs from its canonical", lambda doc: doc["10201201"].update(params=7), "key '10201201' differs"),
+]
+
+EXTENDED_CASES: list[tuple[str, Mutation, str]] = [
+    ("version 99", lambda doc: doc.update(version=99), "version 99 (this reader knows 1)"),
+    ("version true", lambda doc: doc.update(version=True), "version True (this reader knows 1)"),
+    ("no provenance", _drop("provenance"), "missing key(s) ['provenance']"),
+    (
+        "unknown metric",
+        lambda doc: doc["provenance"].update(metric="top5"),
+        "unknown metric 'top5': expected one of best, final",
+    ),
+    ("metric a list", lambda doc: doc["provenance"].update(metric=["best"]), "unknown metric ['best']"),
+    (
+        "curves of float64",
+        lambda doc: doc["provenance"].update(curves={"encoding": "base64", "dtype": "<f8"}),
+        "curves stored as",
+    ),
+    ("key not a code", lambda doc: doc["archs"].update(abc=doc["archs"][KEPT[0]]), "key 'abc' is not a canonical code"),
+    (
+        "key not canonical",
+        lambda doc: doc["archs"].update({"00000001": doc["archs"][KEPT[0]]}),
+        "key '00000001' is not a canonical",
+    ),
+    ("params null", _arch(params=None), "00000000: params None: expected an int in 0..9007199254740992"),
+    ("params a string", _arch(params="1000"), "00000000: params '1000': expected an int"),
+    ("params 2**70", _arch(params=2**70), "params 1180591620717411303424: expected an int"),
+    ("flops negative", _arch(flops=-3), "flops -3: expected an int"),
+    (
+        "ptflops_macs a float",
+        _arch(ptflops_macs=1.5),
+        "ptflops_macs 1.5: expected an int in 0..9007199254740992 or null",
+    ),
+    (
+        "runs out of order",
+        lambda doc: doc["archs"][KEPT[0]]["runs"].reverse(),
+        "runs must be one per seed in order [0, 1, 2]",
+    ),
+    ("seed a bool", _run(seed=True), "runs must be one per seed in order"),
+    ("run lacks a key", _drop("archs", KEPT[0], "runs", 1, "curves"), "00000000 seed 1: expected keys"),
+    (
+        "final accuracy 1e308",
+        _run(test_acc_final=1e308),
+        "00000000 seed 1: test_acc_final 1e+308: expected a finite number in 0..100",
+    ),
+    ("final accuracy NaN", _run(test_acc_final=math.nan), "test_acc_final nan: expected a finite number"),
+    ("final accuracy null", _run(test_acc_final=None), "test_acc_final None: expected a finite number"),
+    ("best accuracy 150", _run(test_acc_best=150.0), "test_acc_best 150.0: expected a finite number in 0..100 or null"),
+    ("best below final", _run(test_acc_best=50.0), "test_acc_best 50.0 is below test_acc_final 60.0"),
+    ("epochs a string", _run(epochs="4"), "epochs '4': expected an int in 0..100000 or null"),
+    ("best_epoch past the epochs", _run(best_epoch=4), "best_epoch 4: expected an int in 0..3 or null"),
+    ("train time negative", _run(train_time_s=-1.0), "train_time_s -1.0: expected a finite number in 0..inf"),
+    ("run_name a number", _run(run_name=5), "run_name 5: expected a string or null"),
+    ("curves a list", _run(curves=[1, 2]), "curves [1, 2]: expected an object of base64 texts or null"),
+    ("curve not base64", _run(curves={"eval_acc": "not base64!"}), "curve 'eval_acc' is not base64 of <f4 values"),
+    ("curve a number", _run(curves={"eval_acc": 5}), "curve 'eval_acc' is not base64 of <f4 values"),
+    ("curve of 5 bytes", _run(curves={"eval_acc": "AAAAAAA="}), "5 bytes are not whole <f4 values"),
+    (
+        "curve cut to 1 of 4 epochs",
+        _run(curves={"eval_acc": extended.encode_curve([59.0])}),
+        "holds 1 values (curves of [1, 4] epochs in one file)",
+    ),
+    ("curve longer than the epochs", _run(epochs=3), "holds 4 values (3 epochs)"),
+    (
+        "curve value 150",
+        _run(curves={"eval_acc": extended.encode_curve([50.0, 55.0, 150.0, 60.0])}),
+        "curve 'eval_acc' holds values outside 0..100",
+    ),
+]
+
+RUNS_CASES: list[tuple[str, Mutation, str]] = [
+    ("not JSON", b"[1, 2", "is not valid JSON"),
+    ("nested 200,000 deep", DEEP, "is nested more than 64 deep"),
+    ("empty object", lambda doc: {}, "no 'format': 'nbm_lightning.search-runs' and 'version': 1"),
+    ("version a string", lambda doc: doc.update(version="1"), "no 'format'"),
+    ("missing trials", _drop("trials"), "missing key(s) ['trials']"),
+    (
+        "missing metric and epoch",
+        lambda doc: _drop("metric")(doc) or _drop("epoch")(doc),
+        "missing key(s) ['metric', 'epoch']",
+    ),
+    ("unknown algo", lambda doc: doc.update(algo="ga"), "algo 'ga': expected one of rs, re, ls, mcts"),
+    ("algo a list", lambda doc: doc.update(algo=["rs"]), "algo ['rs']: expected one of"),
+    ("unknown observe", lambda doc: doc.update(observe="oracle"), "observe 'oracle': expected one of seed, mean"),
+    ("unknown metric", lambda doc: doc.update(metric="top5"), "metric 'top5': expected one of best, final"),
+    ("budget a string", lambda doc: doc.update(budget="3"), "budget '3': expected an int in 1..3969"),
+    ("budget negative", lambda doc: doc.update(budget=-3), "budget -3: expected an int in 1..3969"),
+    ("budget huge", lambda doc: doc.update(budget=10**30), "budget 1000000000000000000000000000000: expected an int"),
+    ("budget NaN", lambda doc: doc.update(budget=math.nan), "budget nan: expected an int"),
+    ("epoch negative", lambda doc: doc.update(epoch=-1), "epoch -1: expected an int in 0..100000 or null"),
+    ("benchmark null", lambda doc: doc.update(benchmark=None), "benchmark None: expected an object with keys"),
+    ("benchmark lacks sha256", _drop("benchmark", "sha256"), "expected an object with keys ['path', 'sha256'"),
+    ("sha256 a number", lambda doc: doc["benchmark"].update(sha256=5), "benchmark sha256 5: expected a string"),
+    (
+        "best_mean_acc huge",
+        lambda doc: doc["benchmark"].update(best_mean_acc=1e308),
+        "benchmark best_mean_acc 1e+308: expected",
+    ),
+    ("archs zero", lambda doc: doc["benchmark"].update(archs=0), "benchmark archs 0: expected an int in 1..3969"),
+    ("no trials", lambda doc: doc.update(trials=[]), "trials []: expected a non-empty list"),
+    ("trial a list", lambda doc: doc["trials"].append([1]), "trial 2: expected an object with keys"),
+    ("trial lacks seconds", _drop("trials", 1, "seconds"), "trial 1: expected an object with keys"),
+    (
+        "list shorter than the budget",
+        _trial(incumbent_rank=[1, 1]),
+        "trial 1: incumbent_rank [1, 1]: expected a list of 3 values",
+    ),
+    (
+        "accuracy NaN",
+        _trial(incumbent_mean_acc=[90.0, math.nan, 91.0]),
+        "trial 1: incumbent_mean_acc[1] nan: expected a finite number in 0..93.13",
+    ),
+    ("accuracy a string", _trial(incumbent_mean_acc=[90.0, "91", 91.0]), "incumbent_mean_acc[1] '91': expected"),
+    (
+        "accuracy above the best",
+        _trial(incumbent_mean_acc=[90.0, 95.0, 95.0]),
+        "incumbent_mean_acc[1] 95.0: expected a finite number in 0..93.13",
+    ),
+    ("accuracy 1e308", _trial(incumbent_mean_acc=[1e308] * 3), "incumbent_mean_acc[0] 1e+308"),
+    ("rank zero", _trial(incumbent_rank=[0, 1, 1]), "incumbent_rank[0] 0: expected an int in 1..3969"),
+    ("rank a float", _trial(incumbent_rank=[3, 2.5, 1]), "incumbent_rank[1] 2.5: expected an int"),
+    ("seed negative", _trial(seed=-1), "trial 1: seed -1: expected an int in 0..9007199254740992"),
+    ("seconds negative", _trial(seconds=[-1.0, 2.0, 3.0]), "seconds[0] -1.0: expected a finite number in 0..inf"),
+    ("seconds decrease", _trial(seconds=[5.0, 2.0, 3.0]), "seconds decrease: expected cumulative seconds"),
+    ("incumbent not a code", _trial(incumbent=["00000000", "abc", "abc"]), "incumbent 'abc': expected canonical codes"),
+]
+
+
+def _write(path: Path, valid: Callable[[], Any], mutation: Mutation) -> Path:
+    """Write the valid document after `mutation` (or raw bytes) to `path`."""
+    if isinstance(mutation, bytes):
+        path.write_bytes(mutation)
+        return path
+    doc = valid()
+    replaced = mutation(doc)  # None: edited in place
+    path.write_text(json.dumps(doc if replaced is None else replaced))
+    return path
+
+
+def _one_line_exit_2(capsys, main: Callable, argv: list[str], prog: str, fragment: str) -> None:
+    """The command line refuses: exit status 2, one line on stderr naming the problem, nothing on stdout."""
+    assert run_main(main, argv, prog=prog) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"{prog}: error: "), err
+    assert fragment in err and "Traceback" not in err
+
+
+def test_the_valid_documents_are_read(tmp_path):
+    assert len(Benchmark.load(_write(tmp_path / "p.json", _published, lambda doc: None), quiet=True)) == 2
+    assert Benchmark.load(_write(tmp_path / "e.json", _extended, lambda doc: None)).metric == "final"
+    assert read_runs(_write(tmp_path / "r.json", _runs, lambda doc: None))["budget"] == 3
+
+
+@pytest.mark.parametrize("case, mutation, fragment", PUBLISHED_CASES, ids=[c[0] for c in PUBLISHED_CASES])
+def test_published_format_reader_refuses(tmp_path, capsys, case, mutation, fragment):
+    path = _write(tmp_path / "bench.json", _published, mutation)
+    with pytest.raises(BenchmarkError) as info:
+        Benchmark.load(path, quiet=True)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, UserError)
+    assert fragment in str(info.value) and "\n" not in str(info.value) and str(path) in str(info.value)
+    _one_line_exit_2(capsys, bench_cli.main, ["top", "1", "--file", str(path)], bench_cli.PROG, fragment)
+
+
+@pytest.mark.parametrize("case, mutation, fragment", EXTENDED_CASES, ids=[c[0] for c in EXTENDED_CASES])
+def test_extended_format_readers_refuse(tmp_path, capsys, case, mutation, fragment):
+    path = _write(tmp_path / "ext.json", _extended, mutation)
+    for read in (Benchmark.load, extended.load):  # the benchmark's reader and the export's
+        with pytest.raises(ValueError) as info:
+            read(path)
+        assert fragment in str(info.value) and "\n" not in str(info.value) and str(path) in str(info.value)
+    _one_line_exit_2(capsys, bench_cli.main, ["query", "10201201", "--file", str(path)], bench_cli.PROG, fragment)
+
+
+@pytest.mark.parametrize("case, mutation, fragment", RUNS_CASES, ids=[c[0] for c in RUNS_CASES])
+def test_search_runs_reader_refuses(tmp_path, capsys, case, mutation, fragment):
+    path = _write(tmp_path / "runs.json", _runs, mutation)
+    with pytest.raises(RunsFileError) as info:
+        read_runs(path)
+    assert isinstance(info.value, ValueError) and isinstance(info.value, UserError)
+    assert fragment in str(info.value) and "\n" not in str(info.value) and str(path) in str(info.value)
+    good = _write(tmp_path / "good.json", _runs, lambda doc: None)
+    _one_line_exit_2(capsys, search_cli.main, ["table", str(good), str(path)], search_cli.PROG, fragment)
+    png = tmp_path / "any.png"
+    _one_line_exit_2(capsys, search_cli.main, ["plot", str(path), "--out", str(png)], search_cli.PROG, fragment)
+    assert not png.exists()
+
+
+def test_readers_take_regular_files_only(tmp_path, capsys):
+    import os
+
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # a FIFO with no writer: opening it plainly would block for ever
+    with pytest.raises(BenchmarkError, match="fifo.json': not a regular file"):
+        Benchmark.load(fifo)
+    with pytest.raises(RunsFileError, match="fifo.json': not a regular file"):
+        read_runs(fifo)
+    with pytest.raises(ValueError, match="fifo.json': not a regular file"):
+        extended.load(fifo)
+    _one_line_exit_2(capsys, search_cli.main, ["table", str(tmp_path)], search_cli.PROG, "not a regular file")
+
+
+def test_the_whole_published_file_passes_and_fixes_the_tolerance(published_path, published):
+    """The published file stores mean_acc and std unrounded: numpy's float64 mean and population std of test_acc,
+    to the last bit; the sample std would be far outside SUMMARY_TOLERANCE, so a file using it is refused."""
+    bench = Benchmark.load(published_path)
+    assert len(bench) == 3969 and bench.notes == ()
+    acc = np.array([v["test_acc"] for v in published.values()])
+    mean, std = np.array([v["mean_acc"] for v in published.values()]), np.array([v["std"] for v in published.values()])
+    assert np.abs(mean - acc.mean(axis=1)).max() == 0.0 and np.abs(std - acc.std(axis=1)).max() == 0.0
+    assert np.abs(std - acc.std(axis=1, ddof=1)).max() > 1000 * SUMMARY_TOLERANCE
+    assert acc.min() >= 0 and acc.max() <= 100
