@@ -207,8 +207,12 @@ class RunRecord:
         return replace(cls.from_json(text, str(path)), file_name=Path(path).name)
 
     def without_curves(self) -> RunRecord:
-        """The same record without its curves (small to hold)."""
-        return replace(self, curves=None)
+        """The same record without its curves (small to hold); curves that do not span its epochs are kept, so that
+        the truncated rule still sees them."""
+        spans = self.epochs_completed is not None and all(
+            len(values) == self.epochs_completed for values in (self.curves or {}).values()
+        )
+        return replace(self, curves=None) if spans else self
 
     def problems(self, recipe_hash: str, expected: Complexity | None = None) -> Iterator[tuple[str, str | None]]:
         """(rule, problem or None) for each of RULES in order, lazily: a rule runs once the ones before it pass.
