@@ -18,7 +18,7 @@ from nbm_lightning.config import SEEDS, Recipe
 from nbm_lightning.export import __main__ as export_cli
 from nbm_lightning.export import extended
 from nbm_lightning.provenance import code_version
-from nbm_lightning.record import CURVES, SCHEMA_VERSION, RecordError, RunRecord
+from nbm_lightning.record import CURVES, RULES, SCHEMA_VERSION, RecordError, RunRecord
 from nbm_lightning.synthetic import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,11 +113,14 @@ def test_bad_records_are_refused_in_one_line(real_record, change, message):
 def test_complete_for_a_recipe_is_every_rule_of_the_export(real_record):
     path, _ = real_record
     record, recipe_hash = RunRecord.read(path), Recipe(epochs=2, batch_size=32).hash()
+    other = {**record.recipe, "lr": 0.05}  # a sound record of another recipe
     broken = {
         "identity": dict(arch="10000000"), "status": dict(status="failed", error="boom"),
-        "recipe": dict(recipe_hash="abc"), "truncated": dict(epochs_completed=1),
-        "accuracy": dict(test_acc_final=float("nan")), "complexity": dict(params=1),
+        "recipe": dict(recipe=other, recipe_hash=Recipe(**other).hash()),
+        "truncated": dict(epochs_completed=1), "accuracy": dict(test_acc_final=float("nan")), "data": dict(data={}),
+        "complexity": dict(params=1), "values": dict(train_time_s=-1.0),
     }  # fmt: skip
+    assert tuple(broken) == RULES
     for rule, change in broken.items():
         assert dataclasses.replace(record, **change).problem(recipe_hash)[0] == rule, rule
     assert record.problem(recipe_hash) is None
