@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -60,6 +61,7 @@ MAX_RECORD_BYTES = 64 * 2**20  # the largest record file read (a 50-epoch record
 WHOLE_FILES = "sha256/whole-files"  # data['kind'] of a fingerprint over whole files (data.fingerprint)
 HEAD_64K = "sha256/first-64KiB"  # the kind of a fingerprint without `kind` (records before WHOLE_FILES)
 DATA_KINDS = (WHOLE_FILES, HEAD_64K)  # fingerprint kinds a record may carry
+_DEFAULT_EPOCHS = next(f.default for f in fields(Recipe) if f.name == "epochs")  # where a recipe leaves it out
 MAX_COUNT = 2**53  # the largest integer count (MACs, seconds) taken as sane: exact in a float64
 
 Complexity = Callable[[str], tuple[int, int]]  # canonical code -> (params, flops)
@@ -141,7 +143,7 @@ class RunRecord:
     @property
     def recipe_epochs(self) -> int:
         """The recipe's epochs (its default where the recipe fields leave it out)."""
-        return self.recipe.get("epochs", Recipe().epochs)
+        return self.recipe.get("epochs", _DEFAULT_EPOCHS)
 
     @property
     def pair(self) -> tuple[str, int]:
@@ -323,7 +325,7 @@ def _data_problem(data: Mapping[str, Any] | None) -> str | None:
     digest, size, checked = data.get("files_sha256"), data.get("bytes"), data.get("md5_checked")
     if (
         kind not in DATA_KINDS
-        or not (isinstance(digest, str) and digest and all(c in "0123456789abcdef" for c in digest))
+        or not (isinstance(digest, str) and _HEX.fullmatch(digest))
         or not (isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= MAX_COUNT)
         or not isinstance(checked, bool)
     ):
@@ -331,15 +333,17 @@ def _data_problem(data: Mapping[str, Any] | None) -> str | None:
     return None
 
 
-_RECIPE_HASHES: dict[str, str] = {}  # the recipe as JSON text -> its hash, or '!' and why it is not a recipe
+_RECIPE_HASHES: dict[Any, str] = {}  # the recipe's (name, type, value)s -> its hash, or '!' and why it is no recipe
+_HEX = re.compile(r"[0-9a-f]{1,128}")  # a hex digest
 
 
 def recipe_hash_of(recipe: Mapping[str, Any]) -> str | None:
     """Recipe(**recipe).hash() (memoized: a folder holds one recipe or a few), '!' and why where it is no recipe."""
-    try:
-        key = json.dumps(recipe, sort_keys=True)
-    except (TypeError, ValueError):
-        return None
+    try:  # value types in the key: 1, 1.0 and true are equal in Python, not in a recipe
+        key = tuple(sorted((str(k), type(v).__name__, v) for k, v in recipe.items()))
+        hash(key)
+    except (TypeError, AttributeError):  # a list or mapping among the values: a recipe holds none
+        return "!its fields are not all numbers, strings or booleans"
     if key not in _RECIPE_HASHES:
         try:
             _RECIPE_HASHES[key] = Recipe(**recipe).hash()

@@ -72,6 +72,7 @@ RECORD_CASES: list[tuple[str, Mutation, str]] = [
     ),
     ("recipe unbuildable", lambda r: {**r, "recipe": {**r["recipe"], "lr": "fast"}}, "its recipe is not valid"),
     ("recipe with an unknown field", lambda r: {**r, "recipe": {**r["recipe"], "x": 1}}, "its recipe is not valid"),
+    ("recipe holding a list", lambda r: {**r, "recipe": {**r["recipe"], "lr": [0.1]}}, "its recipe is not valid"),
     ("data null", lambda r: {**r, "data": None}, "no data fingerprint (data is null)"),
     ("data {}", lambda r: {**r, "data": {}}, "no data fingerprint (data is {})"),
     ("data malformed", lambda r: {**r, "data": {"files_sha256": 7}}, "malformed data fingerprint"),
