@@ -205,7 +205,7 @@ class RunRecord:
         try:
             text = read_bytes(path, MAX_RECORD_BYTES)
         except JSONReadError as err:
-            raise RecordError(f"run record {err}") from None
+            raise RecordError(f"unreadable run record: {err}") from None
         return replace(cls.from_json(text, str(path)), file_name=Path(path).name)
 
     def without_curves(self) -> RunRecord:
@@ -260,8 +260,8 @@ class RunRecord:
         if self.file_name is not None and self.file_name != f"{self.run_name}.json":
             return f"file name {_cut(self.file_name)} does not match the run it holds, {self.run_name}"
         held = recipe_hash_of(self.recipe)
-        if held is None or held.startswith("!"):
-            return f"its recipe is not valid ({held[1:] if held else 'not a mapping'})"
+        if held.startswith("!"):
+            return f"its recipe is not valid ({held[1:]})"
         if held != self.recipe_hash:
             return f"recipe_hash {_cut(self.recipe_hash)} is not the hash of its recipe fields ({held})"
         return None
@@ -337,7 +337,7 @@ _RECIPE_HASHES: dict[Any, str] = {}  # the recipe's (name, type, value)s -> its 
 _HEX = re.compile(r"[0-9a-f]{1,128}")  # a hex digest
 
 
-def recipe_hash_of(recipe: Mapping[str, Any]) -> str | None:
+def recipe_hash_of(recipe: Mapping[str, Any]) -> str:
     """Recipe(**recipe).hash() (memoized: a folder holds one recipe or a few), '!' and why where it is no recipe."""
     try:  # value types in the key: 1, 1.0 and true are equal in Python, not in a recipe
         key = tuple(sorted((str(k), type(v).__name__, v) for k, v in recipe.items()))
