@@ -24,11 +24,12 @@ import numpy as np
 
 from nbm_lightning.config import SEEDS, Execution, Recipe
 from nbm_lightning.export import extended
-from nbm_lightning.record import COMPLETE, CURVES, RunRecord, run_name
+from nbm_lightning.record import COMPLETE, CURVES, WHOLE_FILES, RunRecord, run_name
 from nbm_lightning.search_space import unique_codes
 
 RECIPE = Recipe()  # the published recipe: 50 epochs
 FINISHED_AT = "2026-01-01T00:00:00+00:00"  # default end time of a synthetic run
+DATA = {"kind": WHOLE_FILES, "files_sha256": "0" * 64, "bytes": 186_214_114, "md5_checked": True}  # a fingerprint
 
 
 def curves(epochs: int, final_acc: float, rng: np.random.Generator) -> dict[str, list]:
@@ -51,16 +52,17 @@ def make_record(
     counts: tuple[int, int],
     best: float,
     final: float,
-    curve_epochs: int = RECIPE.epochs,
+    curve_epochs: int | None = None,
     recipe: Recipe = RECIPE,
     **fields: Any,
 ) -> dict[str, Any]:
     """A complete run record of (canonical code, seed), built through RunRecord, as the JSON object on disk.
 
-    `fields` override any RunRecord field (e.g. status="failed", params=..., epochs_completed=...).
+    Curves of `curve_epochs` epochs (default: the recipe's; a complete record's curves span every epoch).
+    `fields` override any RunRecord field (e.g. status="failed", params=..., epochs_completed=..., curves=None).
     """
     rng = np.random.default_rng(seed * 10_000 + int(code, 3))
-    curve = curves(curve_epochs, final, rng)
+    curve = curves(recipe.epochs if curve_epochs is None else curve_epochs, final, rng)
     record = RunRecord(
         canonical=code, seed=seed, arch=code, recipe=dataclasses.asdict(recipe), recipe_hash=recipe.hash(),
         status=COMPLETE, eval_split="test", epochs_completed=recipe.epochs, test_acc_final=final,
@@ -69,7 +71,7 @@ def make_record(
         execution=dataclasses.asdict(Execution()), versions={"torch": "2.4.1", "git_commit": "0" * 40},
         device={"type": "cuda", "name": "NVIDIA H100", "count": 1, "host": "node1"},
         wandb={"id": f"{code}s{seed}", "url": None, "project": "nas-bench-macro", "mode": "offline", "sweep_id": None},
-        started_at=FINISHED_AT, finished_at=FINISHED_AT, resumed=False,
+        started_at=FINISHED_AT, finished_at=FINISHED_AT, resumed=False, data=DATA,
     )  # fmt: skip
     return dataclasses.replace(record, **fields).to_dict()
 
@@ -84,7 +86,7 @@ def write_records(folder: Path, items: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def grid_records(codes: Iterable[str], curve_epochs: int = RECIPE.epochs) -> Iterable[dict[str, Any]]:
+def grid_records(codes: Iterable[str], curve_epochs: int | None = None) -> Iterable[dict[str, Any]]:
     """Synthetic complete records of every (code, seed): accuracies from the code, counts from complexity()."""
     from nbm_lightning.complexity import complexity
 

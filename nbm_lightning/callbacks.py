@@ -20,7 +20,7 @@ from .config import Execution, Recipe
 from .errors import MissingDependency
 from .module import MacroNetModule
 from .provenance import device_info, library_versions
-from .record import COMPLETE, FAILED, PREEMPTED, RunRecord
+from .record import COMPLETE, FAILED, PREEMPTED, NewerRecordError, RecordError, RunRecord
 
 ARCH_CACHE = "architectures"  # folder under the checkpoint root where each code's picture is drawn once
 
@@ -45,7 +45,8 @@ class RunRecorder(pl.Callback):
         self.extra = extra or {}
         self.complexity: dict[str, int] = {}
         self.started_at, self._t0 = now_iso(), time.perf_counter()
-        self.record: RunRecord | None = None  # the last record written
+        self.record: RunRecord | None = None  # the last record built (written unless `kept`)
+        self.kept = False  # True where a complete record at `path` was kept over this run's failed/preempted one
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: MacroNetModule) -> None:
         net = pl_module.net
@@ -88,9 +89,21 @@ class RunRecorder(pl.Callback):
             run.mark_preempting()
 
     def write(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None = None) -> Path:
-        """Build and atomically write the run record; mirror the headline numbers to W&B."""
+        """Build and atomically write the run record; mirror the headline numbers to W&B.
+
+        A run that did not complete (failed, preempted: a `--force` rerun, say) never replaces a complete record
+        at the path, and no run replaces a record of a newer schema version: that record is kept, a line says
+        so, and only W&B (where enabled) holds this run's.
+        """
         self.record = self.build(trainer, module, status, error)
-        self.record.write(self.path)
+        held = _held_status(self.path)
+        self.kept = held == NEWER or (held == COMPLETE and self.record.status != COMPLETE)
+        if self.kept:
+            ended = f"{self.record.status}" + (f" ({self.record.error})" if self.record.error else "")
+            print(f"{self.path}: kept the {held} record there; this run ended {ended} and does not replace it",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            self.record.write(self.path)
         run = wandb_run(trainer)
         if run is not None:
             run.summary.update(runkeys.summary(self.record))
@@ -112,6 +125,19 @@ class RunRecorder(pl.Callback):
             versions=library_versions(), device=device_info(module.device), wandb=_wandb_info(trainer),
             started_at=self.started_at, finished_at=now_iso(), **self.extra,
         )  # fmt: skip
+
+
+NEWER = "newer-version"  # _held_status of a record of a newer schema version
+
+
+def _held_status(path: Path) -> str | None:
+    """The status of the record at `path` (of any recipe), NEWER for a newer schema version, None for none or junk."""
+    try:
+        return RunRecord.read(path).status
+    except NewerRecordError:
+        return NEWER
+    except RecordError:  # absent or corrupt: nothing to keep
+        return None
 
 
 def _accuracies(curves: dict[str, list[float]], eval_split: str, test: dict[str, float]) -> dict[str, Any]:

@@ -28,12 +28,13 @@ from torchvision.datasets import CIFAR10
 from .checks import check_bool, check_choice, check_int, check_path, fail
 from .config import CIFAR10_TRAIN_SIZE, PIPELINES
 from .errors import UserError
+from .record import WHOLE_FILES
 
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)  # the published Normalize values
 CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
 CROP_SIZE = 32
 CROP_PADDING = 4
-FINGERPRINT_BYTES = 65536  # bytes of each file hashed into the data fingerprint
+HASH_CHUNK = 2**20  # bytes read at a time while hashing a data file
 SKIP_MD5_ENV = "NBM_CIFAR_SKIP_MD5"  # "1": accept CIFAR-10 files without torchvision's md5 check (presence only)
 
 ChannelStats = Sequence[float] | Tensor
@@ -259,19 +260,46 @@ def _failing_file(err: BaseException) -> str | None:
 
 
 def fingerprint(root: str | os.PathLike) -> dict[str, object]:
-    """What a run trains on: the CIFAR-10 files' names, sizes and the sha256 of their first 64 KiB (cheap), and
-    whether torchvision's md5 check of them was skipped (NBM_CIFAR_SKIP_MD5: synthetic data). Equal for equal
-    files on any machine; a synthetic CIFAR-10 never matches the real one."""
+    """What a run trains on: the sha256 over the CIFAR-10 files' names, sizes and whole-file sha256 (`kind`
+    WHOLE_FILES: see nbm_lightning.record), their bytes, and whether torchvision's md5 check of them was skipped
+    (NBM_CIFAR_SKIP_MD5: synthetic data). Equal for equal files on any machine; a synthetic CIFAR-10 never matches
+    the real one. Each file is hashed once per process while its size and mtime stay (`file_sha256`)."""
     digest, total = hashlib.sha256(), 0
     for name in sorted(_file_names()):
         path = cifar10_folder(root) / name
         size = path.stat().st_size if path.is_file() else -1
-        digest.update(f"{name}:{size}:".encode())
-        if size >= 0:
-            with open(path, "rb") as handle:
-                digest.update(handle.read(FINGERPRINT_BYTES))
+        digest.update(f"{name}:{size}:{file_sha256(path) if size >= 0 else ''}\n".encode())
         total += max(size, 0)
-    return {"files_sha256": digest.hexdigest()[:16], "bytes": total, "md5_checked": dataset_class() is CIFAR10}
+    return {
+        "kind": WHOLE_FILES,
+        "files_sha256": digest.hexdigest(),
+        "bytes": total,
+        "md5_checked": dataset_class() is CIFAR10,
+    }
+
+
+_FILE_HASHES: dict[tuple[str, int, int, int], str] = {}  # (path, size, mtime_ns, inode) -> sha256 of the whole file
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a whole file, streamed; cached in this process by (path, size, mtime, inode).
+
+    A file changed while it was read (its size or mtime differ after) is not cached. No cache file: the
+    cache would be one more thing read from disk that decides what a record says.
+    """
+    before = os.stat(path)
+    key = (str(Path(path).absolute()), before.st_size, before.st_mtime_ns, before.st_ino)
+    cached = _FILE_HASHES.get(key)
+    if cached is not None:
+        return cached
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    after = os.stat(path)
+    if (after.st_size, after.st_mtime_ns, after.st_ino) == key[1:]:
+        _FILE_HASHES[key] = digest.hexdigest()
+    return digest.hexdigest()
 
 
 def _file_names() -> list[str]:

@@ -7,6 +7,7 @@ resolution, the numbering of the benchmark grid (`--index N`) and the question "
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from .checks import check_int, fail, shown
 from .config import SEED_MAX, SEEDS, Execution, Recipe, build_configs, field_names, load_yaml
 from .errors import UserError
-from .record import COMPLETE, RecordError, RunRecord, record_path, run_name
+from .record import NewerRecordError, RecordError, RunRecord, record_path, run_name
 from .search_space import canonical, unique_codes, validate
 
 GRID_SIZE = len(SEEDS) * len(unique_codes())  # 11,907 (canonical code, seed) pairs
@@ -129,24 +130,37 @@ def resolve_job(
 
 
 def done_record(job: Job) -> RunRecord | None:
-    """The record that makes this job done (complete for its recipe), else None.
+    """The record that makes this job done (complete for its recipe: `RunRecord.problem`), else None.
 
-    A record that is unreadable, failed, or not sound (what the exporter would reject) is trained over.
-    A complete record of another recipe at the same path is a UserError: results of two recipes would mix.
+    A record that is unreadable or unsound (what the exporter would reject: a file name, code, seed or recipe
+    hash that disagree, impossible numbers, no data fingerprint) is named in one line and trained over; a failed
+    or preempted one silently. A UserError (one line, nothing trained or overwritten) where the path holds a
+    record of a newer schema version, or a complete run of another recipe (results of two recipes would mix).
     """
     path = job.record_path
     try:
-        if job.force or not path.exists():
+        if not path.exists():
             return None
     except OSError:  # an unusable path (a name too long, say): the checks before training report it
         return None
     try:
         record = RunRecord.read(path)
-    except RecordError:
-        return None  # a corrupt or foreign file is retrained over (atomically), never trusted
-    if record.status == COMPLETE and record.recipe_hash != job.recipe.hash():
+    except NewerRecordError as err:
+        raise UserError(f"{err}; not trained or overwritten") from None
+    except RecordError as err:  # a corrupt or foreign file is retrained over (atomically), never trusted
+        print(f"{job.name}: not done: {err}; training over it", file=sys.stderr)
+        return None
+    if job.force:
+        return None
+    found = record.problem(job.recipe.hash())
+    if found is None:
+        return record
+    rule, why = found
+    if rule == "recipe":  # the rules before it passed: a sound, complete record of another recipe
         raise UserError(
             f"{path} holds a complete run of another recipe (hash {record.recipe_hash}, this one "
             f"{job.recipe.hash()}): use another --results-dir, or --force to overwrite"
         )
-    return record if record.is_complete_for(job.recipe.hash()) else None
+    if rule != "status":
+        print(f"{job.name}: not done: {path}: {why}; training over it", file=sys.stderr)
+    return None

@@ -19,6 +19,12 @@ Schema versions (`SCHEMA_VERSION`; readers accept every version in `READABLE`):
      where the signal came during training); a rerun resumes it. Exports and `sweep make --missing` count a
      preempted run as missing, not as failed. New field `data` (what the run trained on: see `data.py`'s
      `fingerprint`), None where unknown.
+A record of a newer version than SCHEMA_VERSION is refused (`NewerRecordError`): never read as if known, never
+trained or written over.
+
+Data fingerprints (`data`): `kind` WHOLE_FILES hashes every CIFAR-10 file whole. A fingerprint without `kind`
+(written before it) hashed only the first 64 KiB of each file (HEAD_64K): the two kinds never compare equal,
+so an export never takes an old fingerprint for proof that two runs saw the same data.
 A new field is added here with a default, the version is bumped, and an upgrade step is added for the
 versions before it.
 """
@@ -27,12 +33,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import re
+import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .atomic import write_json
+from .config import SEED_MAX, Recipe
+from .jsonread import JSONReadError, loads, read_bytes
 from .runkeys import record_fields
 from .search_space import canonical as canonical_of
 from .search_space import is_canonical
@@ -45,13 +56,23 @@ STATUSES = (COMPLETE, FAILED, PREEMPTED)
 EVAL_SPLITS = ("test", "val")  # per-epoch evaluation on the test set (published) or a held-out validation split
 CURVES = ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_time_s")  # per-epoch series
 METRIC_FIELDS = {"best": "test_acc_best", "final": "test_acc_final"}  # an export's --metric -> the record field
-RULES = ("identity", "status", "recipe", "truncated", "accuracy", "complexity")  # RunRecord.problem's rules, in order
+RULES = ("identity", "status", "recipe", "truncated", "accuracy", "data", "complexity", "values")  # in order
+MAX_RECORD_BYTES = 64 * 2**20  # the largest record file read (a 50-epoch record is ~ 30 KB)
+WHOLE_FILES = "sha256/whole-files"  # data['kind'] of a fingerprint over whole files (data.fingerprint)
+HEAD_64K = "sha256/first-64KiB"  # the kind of a fingerprint without `kind` (records before WHOLE_FILES)
+DATA_KINDS = (WHOLE_FILES, HEAD_64K)  # fingerprint kinds a record may carry
+_DEFAULT_EPOCHS = next(f.default for f in fields(Recipe) if f.name == "epochs")  # where a recipe leaves it out
+MAX_COUNT = 2**53  # the largest integer count (MACs, seconds) taken as sane: exact in a float64
 
 Complexity = Callable[[str], tuple[int, int]]  # canonical code -> (params, flops)
 
 
 class RecordError(ValueError):
     """A file or mapping that is not a valid run record (the message names where it came from)."""
+
+
+class NewerRecordError(RecordError):
+    """A run record of a schema version newer than this code's: refused, never trained or written over."""
 
 
 def run_name(canonical: str, seed: int) -> str:
@@ -103,6 +124,9 @@ class RunRecord:
     op_counts: Mapping[str, int] | None = None  # op name -> layers of `arch` using it (W&B config n_<op>)
     n_nonzero: int | None = None  # digits of `arch` that are not 0 (W&B config n_nonzero)
     recipe_name: str | None = None  # short name of the recipe: 'published', else differing fields + hash
+    # Not stored: where this record was read from, for the identity rule.
+    file_name: str | None = field(default=None, compare=False, repr=False)  # its file's name (None: not a file)
+    from_summary: bool = field(default=False, compare=False, repr=False)  # rebuilt from a W&B config and summary
 
     def __post_init__(self) -> None:
         """Derive the fields that state the W&B config keys (version 3) where they are None."""
@@ -115,6 +139,11 @@ class RunRecord:
     def run_name(self) -> str:
         """`<canonical>-s<seed>`."""
         return run_name(self.canonical, self.seed)
+
+    @property
+    def recipe_epochs(self) -> int:
+        """The recipe's epochs (its default where the recipe fields leave it out)."""
+        return self.recipe.get("epochs", _DEFAULT_EPOCHS)
 
     @property
     def pair(self) -> tuple[str, int]:
@@ -144,7 +173,11 @@ class RunRecord:
             raise RecordError(f"{source!r} is not a run record (no schema {SCHEMA!r})")
         version = data.get("schema_version", 1)
         if version not in READABLE:
-            raise RecordError(f"{source!r}: run record version {version!r}, this reader knows {list(READABLE)}")
+            newer = isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION
+            raise (NewerRecordError if newer else RecordError)(
+                f"{source!r}: run record version {str(version)[:20]}, this reader knows {list(READABLE)}"
+                + (": written by a newer nbm_lightning (update it to use this record)" if newer else "")
+            )
         try:
             values = _checked_fields(data)
         except (TypeError, ValueError) as err:
@@ -152,34 +185,46 @@ class RunRecord:
         record = cls(**(_upgrade_v1(values, source) if version == 1 else values))
         if data.get("run_name", record.run_name) != record.run_name:
             raise RecordError(
-                f"malformed run record {source!r}: run_name {data['run_name']!r} is not {record.run_name}"
+                f"malformed run record {source!r}: run_name {_cut(data['run_name'])} is not {record.run_name}"
             )
         return record
 
     @classmethod
     def from_json(cls, text: str | bytes, source: str = "<memory>") -> RunRecord:
-        """A record from JSON text; RecordError naming `source` where it is not one."""
+        """A record from JSON text (bounded depth); RecordError naming `source` where it is not one."""
         try:
-            data = json.loads(text)
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise RecordError(f"corrupt run record {source!r}: {err}") from None
+            data = loads(text, source)
+        except JSONReadError as err:
+            raise RecordError(f"corrupt run record: {err}") from None
         return cls.from_dict(data, source)
 
     @classmethod
     def read(cls, path: str | Path) -> RunRecord:
-        """Read a record file; RecordError naming it where it is unreadable or not a record."""
+        """Read a record file (a regular file of bounded size only); RecordError naming it where it is unreadable
+        or not a record. The record remembers its file's name (the identity rule checks it)."""
         try:
-            text = Path(path).read_bytes()
-        except OSError as err:
-            raise RecordError(f"cannot read run record {str(path)!r}: {err.strerror or err}") from None
-        return cls.from_json(text, str(path))
+            text = read_bytes(path, MAX_RECORD_BYTES)
+        except JSONReadError as err:
+            raise RecordError(f"unreadable run record: {err}") from None
+        return replace(cls.from_json(text, str(path)), file_name=Path(path).name)
 
     def without_curves(self) -> RunRecord:
-        """The same record without its curves (small to hold)."""
-        return replace(self, curves=None)
+        """The same record without its curves (small to hold); curves that do not span its epochs are kept, so that
+        the truncated rule still sees them."""
+        spans = self.epochs_completed is not None and all(
+            len(values) == self.epochs_completed for values in (self.curves or {}).values()
+        )
+        return replace(self, curves=None) if spans else self
 
     def problems(self, recipe_hash: str, expected: Complexity | None = None) -> Iterator[tuple[str, str | None]]:
-        """(rule, problem or None) for each of RULES in order, lazily: a rule runs once the ones before it pass."""
+        """(rule, problem or None) for each of RULES in order, lazily: a rule runs once the ones before it pass.
+
+        identity: a canonical code, seed and file name that agree, and a recipe hash that is the hash of the
+        recipe fields held; status: complete; recipe: `recipe_hash`; truncated: every epoch of the recipe, by
+        `epochs_completed` and every curve; accuracy: present, finite, in [0, 100], best >= final, best_epoch
+        within the epochs; data: a data fingerprint; complexity: the code's params/flops; values: sane counts
+        and times.
+        """
         yield "identity", self._identity_problem()
         yield (
             "status",
@@ -188,7 +233,9 @@ class RunRecord:
         yield "recipe", None if self.recipe_hash == recipe_hash else f"recipe {self.recipe_hash}, not {recipe_hash}"
         yield "truncated", self._truncation()
         yield "accuracy", self._accuracy_problem()
+        yield "data", _data_problem(self.data)
         yield "complexity", self._complexity_problem(expected or _complexity)
+        yield "values", self._values_problem()
 
     def problem(self, recipe_hash: str, expected: Complexity | None = None) -> tuple[str, str] | None:
         """The first (rule, problem) that keeps this record from being a complete run of the recipe, or None."""
@@ -199,28 +246,68 @@ class RunRecord:
         return self.problem(recipe_hash, expected) is None
 
     def _identity_problem(self) -> str | None:
+        """The code, seed, file name and recipe hash do not agree (the record is not what it says it is)."""
         if not is_canonical(self.canonical):
-            return f"canonical {self.canonical!r} is not a canonical code"
+            return f"canonical {_cut(self.canonical)} is not a canonical code"
         try:
             ok = canonical_of(self.arch) == self.canonical
         except (TypeError, ValueError) as err:
             return str(err)
-        return None if ok else f"arch {self.arch} is not a form of {self.canonical}"
+        if not ok:
+            return f"arch {_cut(self.arch)} is not a form of {self.canonical}"
+        if not 0 <= self.seed <= SEED_MAX:
+            return f"seed {_cut(self.seed)} is not in 0..{SEED_MAX}"
+        if self.file_name is not None and self.file_name != f"{self.run_name}.json":
+            return f"file name {_cut(self.file_name)} does not match the run it holds, {self.run_name}"
+        held = recipe_hash_of(self.recipe)
+        if held.startswith("!"):
+            return f"its recipe is not valid ({held[1:]})"
+        if held != self.recipe_hash:
+            return f"recipe_hash {_cut(self.recipe_hash)} is not the hash of its recipe fields ({held})"
+        return None
 
     def _truncation(self) -> str | None:
-        """A run that stopped before its recipe's last epoch (an unknown epoch count passes: W&B)."""
-        done, epochs = self.epochs_completed, self.recipe.get("epochs")
-        return None if done is None or done == epochs else f"truncated: {done} of {epochs} epochs"
+        """A run that stopped before its recipe's last epoch, by its epoch count or its curves.
+
+        An unknown epoch count (None) passes only in a record rebuilt from a W&B summary (runs logged before the
+        summary carried it): there the trainer's `complete` status is all there is to go on.
+        """
+        done, epochs = self.epochs_completed, self.recipe_epochs
+        if done is None:
+            return None if self.from_summary else f"truncated: epochs_completed unknown (null) of {epochs} epochs"
+        if done != epochs:
+            return f"truncated: {done} of {epochs} epochs"
+        short = {name: len(values) for name, values in (self.curves or {}).items() if len(values) != epochs}
+        return f"truncated: curves of {short} epochs, not {epochs}" if short else None
 
     def _accuracy_problem(self) -> str | None:
-        """A missing or non-finite final accuracy, or (test split) best accuracy."""
+        """A missing final accuracy or (test split) best accuracy; any accuracy non-finite, outside [0, 100], a best
+        below its final, or a best epoch outside the epochs trained."""
         needed = (["test_acc_best"] if self.eval_split == "test" else []) + ["test_acc_final"]
-        values = {name: getattr(self, name) for name in needed}
-        missing = [name for name, value in values.items() if value is None]
+        missing = [name for name in needed if getattr(self, name) is None]
         if missing:
             return f"no {', '.join(missing)}"
+        names = ("test_acc_best", "test_acc_final", "val_acc_best", "val_acc_final")
+        values = {name: getattr(self, name) for name in names if getattr(self, name) is not None}
         bad = {name: value for name, value in values.items() if not math.isfinite(value)}
-        return f"non-finite accuracy {bad}" if bad else None
+        if bad:
+            return f"non-finite accuracy {bad}"
+        outside = {name: value for name, value in values.items() if not 0 <= value <= 100}
+        if outside:
+            return f"accuracy outside [0, 100] percent: {outside}"
+        for best, final in (("test_acc_best", "test_acc_final"), ("val_acc_best", "val_acc_final")):
+            if best in values and final in values and values[best] < values[final]:
+                return f"{best} {values[best]} is below {final} {values[final]}"
+        epochs = self.epochs_completed if self.epochs_completed is not None else self.recipe_epochs
+        if self.best_epoch is not None and not 0 <= self.best_epoch < epochs:
+            return f"best_epoch {_cut(self.best_epoch)} is not one of the {epochs} epochs (0..{epochs - 1})"
+        return None
+
+    def _values_problem(self) -> str | None:
+        """A count or time that is negative, non-finite or past MAX_COUNT."""
+        values = {"ptflops_macs": self.ptflops_macs, "train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s}
+        bad = {k: _cut(v) for k, v in values.items() if v is not None and not (0 <= v <= MAX_COUNT)}  # NaN fails too
+        return f"{bad} outside 0..{MAX_COUNT}" if bad else None
 
     def _complexity_problem(self, expected: Complexity) -> str | None:
         """Reported params/flops that differ from the counts of the canonical code."""
@@ -228,6 +315,63 @@ class RunRecord:
         if (self.params, self.flops) == tuple(want):
             return None
         return f"params/flops {self.params}/{self.flops} differ from complexity({self.canonical}) = {want[0]}/{want[1]}"
+
+
+def _data_problem(data: Mapping[str, Any] | None) -> str | None:
+    """A data fingerprint that is missing or not one of DATA_KINDS."""
+    if not data:
+        return f"no data fingerprint (data is {json.dumps(data)}): records before schema version 4 lack one"
+    kind = data.get("kind", HEAD_64K)
+    digest, size, checked = data.get("files_sha256"), data.get("bytes"), data.get("md5_checked")
+    if (
+        kind not in DATA_KINDS
+        or not (isinstance(digest, str) and _HEX.fullmatch(digest))
+        or not (isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= MAX_COUNT)
+        or not isinstance(checked, bool)
+    ):
+        return f"malformed data fingerprint {_cut(data)}: expected kind, files_sha256 (hex), bytes and md5_checked"
+    return None
+
+
+_RECIPE_HASHES: dict[Any, str] = {}  # the recipe's (name, type, value)s -> its hash, or '!' and why it is no recipe
+_HEX = re.compile(r"[0-9a-f]{1,128}")  # a hex digest
+
+
+def recipe_hash_of(recipe: Mapping[str, Any]) -> str:
+    """Recipe(**recipe).hash() (memoized: a folder holds one recipe or a few), '!' and why where it is no recipe."""
+    try:  # value types in the key: 1, 1.0 and true are equal in Python, not in a recipe
+        key = tuple(sorted((str(k), type(v).__name__, v) for k, v in recipe.items()))
+        hash(key)
+    except (TypeError, AttributeError):  # a list or mapping among the values: a recipe holds none
+        return "!its fields are not all numbers, strings or booleans"
+    if key not in _RECIPE_HASHES:
+        try:
+            _RECIPE_HASHES[key] = Recipe(**recipe).hash()
+        except (TypeError, ValueError) as err:
+            _RECIPE_HASHES[key] = f"!{_cut(' '.join(str(err).split()))}"
+    return _RECIPE_HASHES[key]
+
+
+def _cut(value: Any, limit: int = 80) -> str:
+    """repr of a value read from a file, cut to `limit` characters (a hostile value may be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def record_files(folder: str | Path) -> tuple[list[Path], list[str]]:
+    """The regular *.json files of a folder, sorted, and a line naming each other *.json entry (FIFO, folder...)."""
+    files, others = [], []
+    for path in sorted(Path(folder).glob("*.json")):
+        try:
+            mode = os.stat(path).st_mode
+        except OSError as err:
+            others.append(f"skipped {path}: {err.strerror or err}")
+            continue
+        if stat.S_ISREG(mode):
+            files.append(path)
+        else:
+            others.append(f"skipped {path}: not a regular file")
+    return files, others
 
 
 def _complexity(code: str) -> tuple[int, int]:
@@ -251,8 +395,6 @@ def _checked_fields(data: dict[str, Any]) -> dict[str, Any]:
 
 def _upgrade_v1(data: dict[str, Any], source: str) -> dict[str, Any]:
     """v1 -> v2: `tf32` moves from the execution settings into the recipe, and the recipe hash is recomputed."""
-    from .config import Recipe
-
     execution = data.get("execution") or {}
     try:
         upgraded = Recipe(**{**data["recipe"], "tf32": execution.get("tf32", False)})
@@ -277,33 +419,35 @@ def _derive(arch: Any, recipe: Any, recipe_hash: Any) -> dict[str, Any]:
 
 def _str(value: Any) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"expected a str, got {value!r}")
+        raise TypeError(f"expected a str, got {_cut(value)}")
     return value
 
 
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an int, got {value!r}")
+        raise TypeError(f"expected an int, got {_cut(value)}")
     return value
 
 
 def _num(value: Any) -> float:
-    """A JSON number (NaN/inf kept, for the rules to reject)."""
+    """A JSON number (NaN/inf kept, for the rules to reject; an integer past float's range refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected a number, got {value!r}")
+        raise TypeError(f"expected a number, got {_cut(value)}")
+    if isinstance(value, int) and abs(value) > MAX_COUNT:
+        raise TypeError(f"expected a number of at most {MAX_COUNT}, got {_cut(value)}")
     return value
 
 
 def _dict(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise TypeError(f"expected a mapping, got {value!r}")
+        raise TypeError(f"expected a mapping, got {_cut(value)}")
     return value
 
 
 def _choice(choices: Sequence[str]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
-            raise TypeError(f"expected one of {', '.join(choices)}, got {value!r}")
+            raise TypeError(f"expected one of {', '.join(choices)}, got {_cut(value)}")
         return value
 
     return check
@@ -339,7 +483,7 @@ def _counts(value: Any) -> dict[str, int]:
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {value!r}")
+        raise TypeError(f"expected true or false, got {_cut(value)}")
     return value
 
 
@@ -376,4 +520,4 @@ _TYPES: dict[str, Callable[[Any], Any]] = {
 }  # fmt: skip
 _DERIVED = ("layers", "op_counts", "n_nonzero", "recipe_name")  # version 3 fields derived for older records
 _CHECKS = {name: _named(name, check) for name, check in _TYPES.items()}
-_FIELDS = fields(RunRecord)
+_FIELDS = tuple(f for f in fields(RunRecord) if f.name in _TYPES)  # the stored fields (not file_name, from_summary)

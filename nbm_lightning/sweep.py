@@ -40,7 +40,7 @@ from .cli import ArgParser, run_main, write_failed
 from .config import SEEDS, Execution
 from .errors import UserError
 from .job import GRID_SIZE, index_to_pair, resolve_job
-from .record import RecordError, RunRecord
+from .record import NewerRecordError, RecordError, RunRecord, record_files
 from .runkeys import EVAL_ACC_KEY
 from .search_space import unique_codes
 
@@ -143,25 +143,34 @@ def recipe_hash_of(config_file: str | None) -> str:
 
 
 def done_pairs(folders: Sequence[Path], recipe_hash: str) -> set[tuple[str, int]]:
-    """(canonical, seed) of every record complete for `recipe_hash` (RunRecord.is_complete_for: what export uses).
+    """(canonical, seed) of every record complete for `recipe_hash` (RunRecord.problem: what export uses).
 
-    An unreadable file, a failed run, or one the export would reject (truncated, non-finite, mis-measured)
-    is not done.
+    An unreadable file, a failed run, or one the export would reject (a file name, code or recipe hash that
+    disagree, truncated, impossible numbers, mis-measured) is not done; each unsound or unreadable one is named
+    in a line (failed runs and other recipes' runs are not). A *.json that is not a regular file is skipped,
+    named. UserError on a record of a newer schema version.
     """
     from .complexity import complexity_table
 
     expected = complexity_table(unique_codes()).__getitem__
-    done, unreadable = set(), []
-    for path in (p for folder in folders for p in sorted(folder.glob("*.json"))):
-        try:
-            record = RunRecord.read(path)
-        except RecordError:
-            unreadable.append(path)
-            continue
-        if record.is_complete_for(recipe_hash, expected):
-            done.add(record.pair)
-    if unreadable:
-        print(f"{len(unreadable)} unreadable JSON file(s) counted as not done, e.g. {unreadable[0]}", file=sys.stderr)
+    done = set()
+    for folder in folders:
+        paths, others = record_files(folder)
+        for line in others:
+            print(line, file=sys.stderr)
+        for path in paths:
+            try:
+                record = RunRecord.read(path)
+            except NewerRecordError as err:
+                raise UserError(str(err)) from None
+            except RecordError as err:
+                print(f"not done: {err}", file=sys.stderr)
+                continue
+            found = record.problem(recipe_hash, expected)
+            if found is None:
+                done.add(record.pair)
+            elif found[0] not in ("status", "recipe"):
+                print(f"not done: {path}: {found[1]}", file=sys.stderr)
     return done
 
 

@@ -218,7 +218,10 @@ def _fit(
         print(f"{job.name}: {err}; a rerun resumes from {ckpt}", file=sys.stderr)
         return STOPPED_EXIT
     except RunPreempted as err:
-        print(f"{job.name}: {err}; record {job.record_path} says preempted; a rerun resumes", file=sys.stderr)
+        said = f"record {job.record_path} says preempted; a rerun resumes"
+        if recorder.kept:  # a --force run over a complete record: that record stays
+            said = f"kept the record at {job.record_path}; --force trains again from the start"
+        print(f"{job.name}: {err}; {said}", file=sys.stderr)
         _finish_wandb(PREEMPTED_EXIT)  # before the agent finishes it: W&B requeues a preempting run that exits non-zero
         return PREEMPTED_EXIT
     finally:

@@ -27,6 +27,7 @@ from benchmarks.export import FINISHED_AT, make_record, write_records  # noqa: E
 CODES = unique_codes()
 A, B, C = CODES[0], CODES[1000], CODES[-1]  # "00000000", ..., "22222222"
 LATER, EARLIER = "2026-02-01T00:00:00+00:00", "2025-12-01T00:00:00+00:00"
+CURVED = "12012012"  # the code of published_dir whose records carry curves
 
 
 def counts(code: str) -> tuple[int, int]:
@@ -35,8 +36,8 @@ def counts(code: str) -> tuple[int, int]:
 
 
 def rec(code: str, seed: int, best: float = 90.0, recipe: Recipe = Recipe(), **fields) -> dict:
-    """A small complete record (2-epoch curves) with the right complexity."""
-    return make_record(code, seed, counts(code), best, best - 0.5, curve_epochs=2, recipe=recipe, **fields)
+    """A complete record (curves of every epoch: pass curves=None for a small one) with the right complexity."""
+    return make_record(code, seed, counts(code), best, best - 0.5, recipe=recipe, **fields)
 
 
 def full(codes, **fields) -> list[dict]:
@@ -49,9 +50,16 @@ def run_export(*argv: str) -> int:
 
 @pytest.fixture(scope="module")
 def published_dir(tmp_path_factory, published) -> Path:
-    """11,907 records whose best accuracies are the published ones."""
+    """11,907 records whose best accuracies are the published ones (curves only for CURVED: small files)."""
     folder = tmp_path_factory.mktemp("published_records")
-    write_records(folder, (rec(code, seed, published[code]["test_acc"][seed]) for code in CODES for seed in SEEDS))
+    write_records(
+        folder,
+        (
+            rec(code, seed, published[code]["test_acc"][seed], **({} if code == CURVED else {"curves": None}))
+            for code in CODES
+            for seed in SEEDS
+        ),
+    )
     return folder
 
 
@@ -152,13 +160,13 @@ def test_extended_round_trip_with_provenance(published_dir, tmp_path):
         "codes_incomplete": 0,
     }
     assert list(data["archs"]) == list(CODES)
-    arch = data["archs"]["12012012"]
+    arch = data["archs"][CURVED]
     assert (arch["params"], arch["flops"]) == counts("12012012") and arch["ptflops_macs"] == arch["flops"] + 10
     assert [run["seed"] for run in arch["runs"]] == list(SEEDS)
     run = arch["runs"][1]
     assert run["run_name"] == "12012012-s1" and run["wandb_id"] == "12012012s1" and run["epochs"] == 50
     curves = extended.decode_curves(run)
-    assert len(curves["eval_acc"]) == 2 and curves["eval_acc"][-1] == pytest.approx(run["test_acc_final"], rel=1e-6)
+    assert len(curves["eval_acc"]) == 50 and curves["eval_acc"][-1] == pytest.approx(run["test_acc_final"], rel=1e-6)
 
 
 @pytest.mark.parametrize("metric, shift", [("best", 0.0), ("final", -0.5)])
@@ -367,7 +375,7 @@ def fake_run(record: dict, run_id: str | None = None, current: bool = False, sav
         k: record[k]
         for k in ("arch", "canonical", "seed", "run_name", "recipe_hash", "params", "flops", "ptflops_macs")
     }
-    config.update(record["recipe"], **record["execution"])
+    config.update(record["recipe"], **record["execution"], data=record["data"])  # fit logs the data fingerprint
     summary = {
         k: record[k]
         for k in ("params", "flops", "ptflops_macs", "status", "test_acc_final", "test_acc_best", "best_epoch")

@@ -18,7 +18,7 @@ from nbm_lightning.config import SEEDS, Recipe
 from nbm_lightning.export import __main__ as export_cli
 from nbm_lightning.export import extended
 from nbm_lightning.provenance import code_version
-from nbm_lightning.record import CURVES, SCHEMA_VERSION, RecordError, RunRecord
+from nbm_lightning.record import CURVES, RULES, SCHEMA_VERSION, RecordError, RunRecord
 from nbm_lightning.synthetic import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,11 +113,14 @@ def test_bad_records_are_refused_in_one_line(real_record, change, message):
 def test_complete_for_a_recipe_is_every_rule_of_the_export(real_record):
     path, _ = real_record
     record, recipe_hash = RunRecord.read(path), Recipe(epochs=2, batch_size=32).hash()
+    other = {**record.recipe, "lr": 0.05}  # a sound record of another recipe
     broken = {
         "identity": dict(arch="10000000"), "status": dict(status="failed", error="boom"),
-        "recipe": dict(recipe_hash="abc"), "truncated": dict(epochs_completed=1),
-        "accuracy": dict(test_acc_final=float("nan")), "complexity": dict(params=1),
+        "recipe": dict(recipe=other, recipe_hash=Recipe(**other).hash()),
+        "truncated": dict(epochs_completed=1), "accuracy": dict(test_acc_final=float("nan")), "data": dict(data={}),
+        "complexity": dict(params=1), "values": dict(train_time_s=-1.0),
     }  # fmt: skip
+    assert tuple(broken) == RULES
     for rule, change in broken.items():
         assert dataclasses.replace(record, **change).problem(recipe_hash)[0] == rule, rule
     assert record.problem(recipe_hash) is None
@@ -144,3 +147,147 @@ def test_an_installed_copy_inside_another_repository_records_no_commit(tmp_path)
     where, version = json.loads(out.stdout)
     assert Path(where).is_relative_to(site), where  # the copy, not this checkout
     assert version == {"git_commit": None, "git_dirty": None}, out.stderr
+
+
+# ---------------------------------------------------------------- trust nothing that is read (issue 17)
+
+
+def _sound(tmp_path: Path, seed: int = 0, code: str = CODE) -> dict:
+    """A sound complete record of (code, seed) under a 2-epoch recipe, written to tmp_path/results."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.export import make_record, write_records
+    from nbm_lightning.complexity import complexity
+
+    counts = complexity(code)
+    record = make_record(code, seed, (counts.params, counts.flops), 60.0, 55.0, recipe=Recipe(epochs=2))
+    write_records(tmp_path / "results", [record])
+    return record
+
+
+def test_a_record_copied_to_another_seed_is_not_done_and_its_checkpoint_stays(tmp_path, capsys):
+    from nbm_lightning.job import resolve_job
+    from nbm_lightning.search_space import unique_codes
+    from nbm_lightning.worker import Worker
+
+    code = unique_codes()[4]  # fit --index 14 is (code, seed 2)
+    _sound(tmp_path, 0, code)
+    results = tmp_path / "results"
+    shutil.copy(results / f"{code}-s0.json", results / f"{code}-s2.json")
+    job = resolve_job({"epochs": 2, "results_dir": str(results), "ckpt_dir": str(tmp_path / "ckpt")}, index=14)
+    job.ckpt_dir.mkdir(parents=True)
+    (job.ckpt_dir / "last.ckpt").write_bytes(b"progress")
+    assert (
+        Worker.__new__(Worker)._skip_done(job) is False
+    )  # (no data cache needed) landed main: skipped, reporting s0's accuracy, checkpoint deleted
+    assert (job.ckpt_dir / "last.ckpt").exists()
+    assert f"{code}-s2.json' does not match the run it holds, {code}-s0" in capsys.readouterr().err
+
+
+def test_a_newer_record_is_refused_never_trained_or_written_over(tmp_path, capsys):
+    from nbm_lightning import fit, sweep
+    from nbm_lightning.export import __main__ as export_cli
+
+    data = _sound(tmp_path)
+    path = tmp_path / "results" / f"{CODE}-s0.json"
+    path.write_text(json.dumps({**data, "schema_version": SCHEMA_VERSION + 1}))
+    before = path.read_bytes()
+    argv = [f"--arch={CODE}", "--epochs=2", f"--results-dir={tmp_path / 'results'}", f"--data-dir={tmp_path}"]
+    for force in ([], ["--force"]):  # landed main: retrained over it (with or without --force)
+        assert run_main(fit.main, [*argv, *force], prog=fit.PROG) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"run record version {SCHEMA_VERSION + 1}" in err and "not trained" in err
+    out = tmp_path / "missing.yaml"
+    assert run_main(sweep.main, ["make", "--missing", str(tmp_path / "results"), "--out", str(out)], prog="sweep") == 2
+    argv = ["--from", str(tmp_path / "results"), "--format", "original", "--out", str(out), "--allow-partial"]
+    assert run_main(export_cli.main, argv, prog=export_cli.PROG) == 2
+    assert capsys.readouterr().err.count("newer nbm_lightning") == 2
+    assert path.read_bytes() == before and not out.exists()
+
+
+def test_a_failed_or_preempted_run_never_replaces_a_complete_record(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from nbm_lightning.callbacks import RunPreempted, RunRecorder
+    from nbm_lightning.config import Execution
+
+    data = _sound(tmp_path)
+    path = tmp_path / "results" / f"{CODE}-s0.json"
+    before = path.read_bytes()
+    complete = RunRecord.from_dict(data)
+    recorder = RunRecorder(path, {}, Recipe(epochs=2), Execution())
+    trainer = SimpleNamespace(logger=None)
+    for status, ending in (("preempted", RunPreempted("preempted by SIGTERM")), ("failed", RuntimeError("boom"))):
+        recorder.build = lambda *args, status=status: dataclasses.replace(complete, status=status, error="stopped")
+        recorder.on_exception(trainer, None, ending)  # landed main: the complete record is replaced
+        assert path.read_bytes() == before and recorder.kept
+        assert f"kept the complete record there; this run ended {status} (stopped)" in capsys.readouterr().err
+    recorder.build = lambda *args: dataclasses.replace(complete, test_acc_final=56.0)
+    recorder.write(trainer, None, "complete")  # a run that completes replaces it
+    assert RunRecord.read(path).test_acc_final == 56.0 and not recorder.kept
+
+
+def test_record_folders_read_regular_files_only(tmp_path, capsys):
+    import threading
+
+    from nbm_lightning.export.sources import read_folder
+    from nbm_lightning.sweep import done_pairs
+
+    _sound(tmp_path)
+    results = tmp_path / "results"
+    os.mkfifo(results / "00000001-s0.json")  # landed main: export and sweep make --missing hang on it
+    (results / "folder.json").mkdir()
+    found: dict = {}
+    thread = threading.Thread(
+        target=lambda: found.update(runs=read_folder(results), done=done_pairs([results], Recipe(epochs=2).hash())),
+        daemon=True,
+    )
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "a reader hangs on a FIFO"
+    assert [run.pair for run in found["runs"]] == [(CODE, 0)] and found["done"] == {(CODE, 0)}
+    err = capsys.readouterr().err
+    for name in ("00000001-s0.json", "folder.json"):
+        assert err.count(f"skipped {results / name}: not a regular file") == 2
+
+
+def test_the_data_fingerprint_hashes_whole_files_once_per_size_and_mtime(tmp_path):
+    from nbm_lightning.data import fingerprint
+
+    for name in ("a", "b"):
+        write_cifar10(tmp_path / name, n_train=150, n_test=10, seed=0)  # data_batch_* files of ~92 KB
+    batch = tmp_path / "b" / "cifar-10-batches-py" / "data_batch_1"
+    assert batch.stat().st_size > 70_000
+    assert fingerprint(tmp_path / "a") == fingerprint(tmp_path / "b")
+    stat = batch.stat()
+    with open(batch, "r+b") as handle:  # a byte past the first 64 KiB, size and mtime kept
+        handle.seek(70_000)
+        byte = handle.read(1)
+        handle.seek(70_000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(batch, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert fingerprint(tmp_path / "b") == fingerprint(tmp_path / "a")  # cached by (path, size, mtime): not reread
+    os.utime(batch, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    changed = fingerprint(tmp_path / "b")  # landed main: equal (it hashed the first 64 KiB only)
+    assert changed["files_sha256"] != fingerprint(tmp_path / "a")["files_sha256"]
+    assert changed["kind"] == "sha256/whole-files" and len(changed["files_sha256"]) == 64
+
+
+def test_old_and_new_data_fingerprints_never_compare_equal(tmp_path):
+    from nbm_lightning.errors import UserError
+    from nbm_lightning.export.rules import one_dataset
+    from nbm_lightning.export.sources import Run
+
+    new = RunRecord.from_dict(_sound(tmp_path))
+    old = dataclasses.replace(new, seed=1, data={k: v for k, v in new.data.items() if k != "kind"})
+    one_dataset([Run("a", new), Run("b", dataclasses.replace(new, seed=2))])
+    with pytest.raises(UserError, match="sha256/first-64KiB, an older fingerprint: retrain or export these runs apart"):
+        one_dataset([Run("a", new), Run("b", old)])
+
+
+def test_only_a_wandb_summary_may_leave_epochs_completed_unknown(tmp_path):
+    record = dataclasses.replace(RunRecord.from_dict(_sound(tmp_path)), epochs_completed=None, curves=None)
+    recipe_hash = Recipe(epochs=2).hash()
+    assert record.problem(recipe_hash) == ("truncated", "truncated: epochs_completed unknown (null) of 2 epochs")
+    assert dataclasses.replace(record, from_summary=True).problem(recipe_hash) is None
+    no_data = dataclasses.replace(record, from_summary=True, data=None)  # a W&B run still needs its fingerprint
+    assert no_data.problem(recipe_hash)[0] == "data"

@@ -128,7 +128,7 @@ def test_smoke_sweep_runs_the_smoke_config(monkeypatch):
 def record(code: str, seed: int, recipe: Recipe = Recipe(), **fields) -> dict:  # noqa: B008 (frozen, never mutated)
     """A complete record with the code's true complexity (a mis-measured one is not done: the export rejects it)."""
     counts = complexity(code)
-    return make_record(code, seed, (counts.params, counts.flops), 90.0, 89.0, curve_epochs=2, recipe=recipe, **fields)
+    return make_record(code, seed, (counts.params, counts.flops), 90.0, 89.0, recipe=recipe, **fields)
 
 
 def test_missing_sweep_lists_exactly_the_missing_pairs(tmp_path, monkeypatch):

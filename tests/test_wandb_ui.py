@@ -102,7 +102,7 @@ def fit_run(tmp_path_factory) -> SimpleNamespace:
 def exported(tmp_path_factory) -> SimpleNamespace:
     """An original-format export of synthetic records of 3 codes, logged offline as the benchmark artifact."""
     base = tmp_path_factory.mktemp("export")
-    write_records(base / "records", grid_records(EXPORT_CODES, curve_epochs=2))
+    write_records(base / "records", grid_records(EXPORT_CODES))
     out = base / "nbm.json"
     argv = ["--from", str(base / "records"), "--format", "original", "--out", str(out), "--allow-partial",
             "--wandb-artifact", "ent/nas-bench-macro"]  # fmt: skip

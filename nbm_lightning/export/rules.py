@@ -19,7 +19,7 @@ from typing import Any
 from ..config import SEEDS
 from ..errors import UserError
 from ..job import GRID_SIZE
-from ..record import COMPLETE, METRIC_FIELDS, PREEMPTED
+from ..record import COMPLETE, HEAD_64K, METRIC_FIELDS, PREEMPTED
 from ..search_space import unique_codes
 from .sources import Rejected, Run, parse_time
 
@@ -139,12 +139,13 @@ def select(
 
 def one_dataset(runs: Iterable[Run]) -> None:
     """UserError naming both when the runs trained on data with different fingerprints (synthetic and real
-    CIFAR-10, say); runs that do not say what they trained on (older records) are not checked."""
+    CIFAR-10, say). Fingerprints of two kinds (record.DATA_KINDS: whole files, or the first 64 KiB of each in
+    records written before) never compare equal: the first 64 KiB say nothing of the rest."""
     seen: dict[tuple, list[Run]] = collections.defaultdict(list)
     for run in runs:
         data = run.record.data
-        if data:
-            seen[(data.get("files_sha256"), data.get("md5_checked"))].append(run)
+        if data:  # every usable run has one (RunRecord.problem's data rule)
+            seen[(data.get("kind", HEAD_64K), data.get("files_sha256"), data.get("md5_checked"))].append(run)
     if len(seen) > 1:
         (a, runs_a), (b, runs_b) = sorted(seen.items(), key=lambda item: -len(item[1]))[:2]
         raise UserError(
@@ -154,8 +155,10 @@ def one_dataset(runs: Iterable[Run]) -> None:
 
 
 def _data_name(key: tuple) -> str:
-    files, md5_checked = key
-    return f"files {files} ({'md5 checked' if md5_checked else 'md5 not checked: synthetic or modified'})"
+    kind, files, md5_checked = key
+    checked = "md5 checked" if md5_checked else "md5 not checked: synthetic or modified"
+    older = ", an older fingerprint: retrain or export these runs apart" if kind == HEAD_64K else ""
+    return f"files {files} ({kind}{older}; {checked})"
 
 
 def group(by_pair: Mapping[tuple[str, int], Run]) -> tuple[dict[str, tuple[Run, ...]], dict[str, tuple[int, ...]]]:

@@ -11,16 +11,17 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import re
+import sys
 import tempfile
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from ..config import Execution, Recipe, field_names
 from ..errors import UserError
-from ..record import SCHEMA_VERSION, RecordError, RunRecord
+from ..record import SCHEMA_VERSION, RecordError, RunRecord, record_files
 from ..runkeys import RECORD_FILE, SUMMARY_KEYS
 from . import extended
 
@@ -104,9 +105,13 @@ def unread_subfolders(sources: Sequence[Source]) -> str:
 
 
 def read_folder(folder: Path, keep_curves: bool = True) -> list[Run]:
-    """The runs of every *.json file of a folder; UserError naming a corrupt or foreign file."""
+    """The runs of every regular *.json file of a folder (others named in a line and skipped); UserError naming a
+    corrupt or foreign file, or a record of a newer schema version."""
+    paths, others = record_files(folder)
+    for line in others:
+        print(line, file=sys.stderr)
     try:
-        return [from_record(RunRecord.read(path), str(path), keep_curves) for path in sorted(folder.glob("*.json"))]
+        return [from_record(RunRecord.read(path), str(path), keep_curves) for path in paths]
     except ValueError as err:  # RecordError, or curves that are not numbers
         raise UserError(str(err)) from None
 
@@ -203,7 +208,7 @@ def record_from_wandb(run: Any) -> RunRecord:
         "finished_at": summary.get("finished_at") or _wandb_finished(run.created_at, summary.get("_runtime")),
         "schema_version": SCHEMA_VERSION,
     }  # fmt: skip
-    return RunRecord.from_dict(data, f"W&B run {run.id}")
+    return replace(RunRecord.from_dict(data, f"W&B run {run.id}"), from_summary=True)
 
 
 _SUMMARY = tuple(k for k in SUMMARY_KEYS if k not in ("status", "train_time_s", "finished_at"))  # read as stored
