@@ -13,7 +13,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-from . import checkpoints, runkeys
+from . import checkpoints, runkeys, trace
 from .atomic import atomic_write_text
 from .complexity import count_flops, count_params, ptflops_macs
 from .config import Execution, Recipe
@@ -90,7 +90,9 @@ class RunRecorder(pl.Callback):
     def write(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None = None) -> Path:
         """Build and atomically write the run record; mirror the headline numbers to W&B."""
         self.record = self.build(trainer, module, status, error)
+        trace.phase("record", detail=status)
         self.record.write(self.path)
+        trace.phase("record", "end", status)
         run = wandb_run(trainer)
         if run is not None:
             run.summary.update(runkeys.summary(self.record))
