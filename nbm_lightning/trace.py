@@ -2,7 +2,7 @@
 
 With `NBM_TRACE=FILE` set, each `phase(name, step, detail)` call appends one line to FILE:
 `<unix time, s> <pid> <name> <step> <detail>`, in one `write` (lines of concurrent processes never mix). The
-phases: `setup` (a job's building, detail: its run name), `train` (an epoch's training steps), `eval` (an
+phases: `setup` (a job's building, detail: its run name), `train` (an epoch's start and each training step), `eval` (an
 evaluation pass), `checkpoint` (a checkpoint write: `start`, `written` = the temporary file is complete, `end`)
 and `record` (a run record write, detail: its status). Unset (the default), `phase` only reads the environment.
 
@@ -45,9 +45,13 @@ def callbacks() -> list[Any]:
     import pytorch_lightning as pl
 
     class PhaseTrace(pl.Callback):
-        """Traces `train` from each epoch's start and `eval` around each evaluation pass."""
+        """Traces `train` at each epoch's start and each step (a resumed epoch has no start), `eval` around each
+        evaluation pass."""
 
         def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            phase("train")
+
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
             phase("train")
 
         def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
