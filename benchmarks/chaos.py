@@ -2,7 +2,7 @@
 time with the same command, then run to its end; every phase of a run must have been hit, nothing may be lost or
 trained twice, and every record must equal that of an uninterrupted run.
 
-    python -m benchmarks.chaos [--runs 6] [--random-kills 3] [--each-signal] [--seed 0] [--out FILE.json]
+    python -m benchmarks.chaos [--runs 6] [--random-kills 2] [--each-signal] [--seed 0] [--out FILE.json]
 
 Runs: grid pairs 0..runs-1, 3 epochs of 128 synthetic learnable images each (4 steps an epoch), W&B disabled,
 one compute thread, through one `fit --index 0-(runs-1)` worker process at a time, with the phase trace on
@@ -12,11 +12,13 @@ one compute thread, through one `fit --index 0-(runs-1)` worker process at a tim
    start to the first job's setup), the time per run and each phase's mean duration.
 2. Kill: in another folder the command is started again and again, and each attempt is killed once. First one
    kill is aimed at each phase of PHASES, the signals alternating (--each-signal: one per phase and signal):
-   start-up (a delay within the measured start-up), training (a delay into a training phase, seen in the
-   trace), evaluation, checkpoint write (its temporary file complete, not yet renamed) and record write (the
-   process holds there: NBM_TRACE_HOLD). Where each kill landed is read from the trace: the phase the process
-   was in when the signal was sent. An aimed kill that landed elsewhere is retried (at most --retries times).
-   Then --random-kills kills at random delays scaled to the measured start-up and run times, random signals.
+   start-up (20-70 % of the start-up time, measured first by the uninterrupted run, then by the latest attempt:
+   the machine's load changes), training (a delay into a training phase seen in the trace), evaluation,
+   checkpoint write (its temporary file complete, not yet renamed) and record write (the process holds there:
+   NBM_TRACE_HOLD). Where each kill landed is read from the trace: the phase the process was in when the
+   signal was sent. An aimed kill that landed elsewhere is retried (at most --retries times). Then
+   --random-kills kills, random signals, at a random delay after the process's first job began (up to 1.5
+   times the measured time of a run): they land wherever the run happens to be.
 3. Finish: the command runs to its end. Completions are counted from the records, not from log lines: the results
    folder is read after every attempt, and each distinct complete record of a pair is one completion. A pair is
    "completed twice" when it had two complete records, when the trace shows two complete-record writes, or when it
@@ -208,8 +210,10 @@ class Kill:
     aim: str  # the phase aimed at (PHASES), or "random"
     signal: str  # SIGNALS
     pid: int = 0  # the killed process
+    started_at: float = 0.0  # unix time the process was started
     sent_s: float | None = None  # seconds from the process's start to the signal (None: it ended first)
     sent_at: float | None = None  # unix time the signal was sent
+    startup_s: float | None = None  # seconds from the start to the process's first traced event (None: none)
     status: int | None = None  # the process's exit status
     phase: str = ""  # where it landed (the trace's phase at sent_at); "" when not sent
     run: str | None = None  # the run it was working on
@@ -225,15 +229,21 @@ class Aim:
 
 
 def aim_for(phase: str, timing: dict[str, float], rng: random.Random) -> Aim:
-    """How to land a kill in `phase` ("random": anywhere), from the uninterrupted run's `timing`."""
-    startup, run = timing["startup_s"], timing["run_s"]
+    """How to land a kill in `phase` ("random": anywhere in the first runs after start-up), from `timing` (the
+    uninterrupted run's measures, start-up updated by the latest attempt)."""
     if phase == "startup":
-        return Aim(rng.uniform(0.2, 0.7) * startup)
+        return Aim(rng.uniform(0.2, 0.7) * timing["startup_s"])
     if phase == "train":
         return Aim(rng.uniform(0.1, 0.7) * timing["train_s"], "train:start")
     if phase in HOLDS:
         return Aim(0.0, HOLDS[phase], hold=True)
-    return Aim(rng.uniform(0.3 * startup, startup + 2 * run))
+    return Aim(rng.uniform(0.0, 1.5 * timing["run_s"]), "setup:start")
+
+
+def startup_of(events: Sequence[Event], pid: int, started_at: float) -> float | None:
+    """Seconds from a process's start to its first traced event (None: it traced nothing)."""
+    first = next((e.t for e in events if e.pid == pid), None)
+    return None if first is None else first - started_at
 
 
 def attempt(argv: list[str], folder: Path, env: dict[str, str], kill: Kill, aim: Aim | None) -> Kill:
@@ -243,7 +253,7 @@ def attempt(argv: list[str], folder: Path, env: dict[str, str], kill: Kill, aim:
     log = folder / f"attempt-{len(list(folder.glob('attempt-*.log'))):03d}.log"
     offset = tracefile.stat().st_size if tracefile.exists() else 0
     with open(log, "w") as out:
-        start = time.time()
+        kill.started_at = start = time.time()
         proc = subprocess.Popen(argv, cwd=folder, env={**env, **hold}, stdout=out, stderr=subprocess.STDOUT)
         kill.pid = proc.pid
         if aim is not None and _wait(proc, tracefile, offset, aim, start):
@@ -256,8 +266,10 @@ def attempt(argv: list[str], folder: Path, env: dict[str, str], kill: Kill, aim:
             proc.kill()
             kill.status = proc.wait()
             raise RuntimeError(f"an attempt ran past {ATTEMPT_TIMEOUT_S} s (log: {log})") from None
+    events = read_trace(tracefile)
+    kill.startup_s = startup_of(events, proc.pid, start)
     if kill.sent_at is not None:
-        kill.phase, kill.run = landed(read_trace(tracefile), proc.pid, kill.sent_at)
+        kill.phase, kill.run = landed(events, proc.pid, kill.sent_at)
     return kill
 
 
@@ -301,7 +313,7 @@ class Settings:
     """What the check does (the command line's options)."""
 
     runs: int = 6  # grid pairs 0..runs-1, 3 tiny epochs each
-    random_kills: int = 3  # kills at random delays, after the aimed ones
+    random_kills: int = 2  # kills at random delays, after the aimed ones
     each_signal: bool = False  # aim at (and require) each phase with each signal, not each phase once
     retries: int = 3  # retries of an aimed kill that landed in another phase
     seed: int = 0  # of the plan's order, signals and delays
@@ -322,6 +334,8 @@ def chaos(argv: list[str], folder: Path, env: dict[str, str], timing: dict[str, 
         kill = attempt(argv, folder, env, Kill(aim, sig), aim_for(aim, timing, rng))
         kills.append(kill)
         snapshots.append(snapshot(folder / "results"))
+        if kill.startup_s is not None:  # the machine's load changes: start-up as it is now
+            timing = {**timing, "startup_s": kill.startup_s}
         tries[aim, sig] += 1
         if kill.sent_at is None and kill.status == 0:
             break  # every run done: nothing left to kill (the coverage check says what was missed)
