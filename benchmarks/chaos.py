@@ -426,12 +426,14 @@ def run_check(work: Path, settings: Settings) -> dict[str, Any]:
     clean_env = _env(work / "clean-trace.txt")
     started = time.time()
     clean_status = attempt(argv, clean, clean_env, Kill("none", ""), None).status
+    if clean_status != 0:
+        last = (clean / "attempt-000.log").read_text().strip().splitlines()[-1:] or [""]
+        raise RuntimeError(f"the uninterrupted run exited {clean_status}; its last line: {last[0][:200]}")
     timing = measure(read_trace(work / "clean-trace.txt"), started)
     rng = random.Random(settings.seed)
     kills, snapshots, final = chaos(argv, mess, _env(work / "chaos-trace.txt"), timing, settings, rng)
     events = read_trace(work / "chaos-trace.txt")
     differ = differing(mess / "results", clean / "results", names)
-    clean_status = clean_status if clean_status is not None else -1
     verdict = judge(names, kills, snapshots, events, differ, final, clean_status, settings.each_signal)
     resumed = sum(bool(json.loads((mess / "results" / f"{n}.json").read_text()).get("resumed"))
                   for n in names if n in snapshots[-1])  # fmt: skip
@@ -462,7 +464,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work) if args.work else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        result = run_check(work, settings)
+        try:
+            result = run_check(work, settings)
+        except RuntimeError as err:  # the uninterrupted run failed, or an attempt hung
+            print(f"chaos: FAIL: {err}", file=sys.stderr)
+            return 1
     report = {
         "command": " ".join(["python -m benchmarks.chaos", *(argv if argv is not None else sys.argv[1:])]),
         "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()],
