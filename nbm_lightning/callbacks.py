@@ -13,7 +13,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-from . import checkpoints, runkeys
+from . import checkpoints, runkeys, trace
 from .atomic import atomic_write_text
 from .complexity import count_flops, count_params, ptflops_macs
 from .config import Execution, Recipe
@@ -103,7 +103,9 @@ class RunRecorder(pl.Callback):
             print(f"{self.path}: kept the {held} record there; this run ended {ended} and does not replace it",
                   file=sys.stderr)  # fmt: skip
         else:
+            trace.phase("record", detail=status)
             self.record.write(self.path)
+            trace.phase("record", "end", status)
         run = wandb_run(trainer)
         if run is not None:
             run.summary.update(runkeys.summary(self.record))

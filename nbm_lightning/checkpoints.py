@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from . import trace
+
 FORMAT = 2  # checkpoint format: 2 = mid-epoch resumable (loader position and running metrics saved)
 META_KEY = "nbm_run"  # the checkpoint's entry naming what it was written for
 LAST = "last.ckpt"  # the one checkpoint file of a run
@@ -32,12 +34,15 @@ def save(trainer: Any, path: Path) -> Path:
     """Write the trainer's checkpoint to `path` through a temporary file and an atomic rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    trace.phase("checkpoint")
     try:
         trainer.save_checkpoint(tmp, weights_only=False)  # a full checkpoint (said, so Lightning does not say it)
+        trace.phase("checkpoint", "written")
         os.replace(tmp, path)
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise CheckpointWriteError(f"cannot write checkpoint {path}: {err.strerror or err}") from None
+    trace.phase("checkpoint", "end")
     return path
 
 

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from . import checkpoints
+from . import checkpoints, trace
 from .atomic import atomic_write_text
 from .callbacks import EpochCheckpoint, EpochProgressBar, RunControl, RunPreempted, RunRecorder, RunStopped
 from .complexity import complexity
@@ -123,6 +123,7 @@ def build_trainer(
 ) -> pl.Trainer:
     """A single-device Trainer for the recipe (checkpoints are ours: atomic, every epoch); `overrides`: Trainer args."""
     apply_numerics(recipe, execution)
+    callbacks = [*trace.callbacks(), *callbacks]  # first: a phase's end is traced before the next phase starts
     progress = [EpochProgressBar()] if execution.progress else []
     settings = dict(
         max_epochs=recipe.epochs, accelerator="gpu" if device.type == "cuda" else device.type, devices=1,
@@ -154,6 +155,7 @@ def train(job: Job, cache: DataCache | None = None, stop: StopEvents | None = No
     `cache` keeps the data of a worker's earlier runs; `stop` (set by the worker's main thread) ends the run
     after a checkpoint. Everything else is built and seeded afresh, as in a new process.
     """
+    trace.phase("setup", detail=job.name)
     seed_run(job.seed)
     device = pick_device(job.execution.accelerator)
     dm = build_datamodule(job.recipe, job.execution, job.seed, device, cache)
