@@ -1,4 +1,4 @@
-"""One trainer per record: a lock file beside the run record, safe on a shared filesystem.
+"""One trainer per record: lock files beside the run record and its checkpoint folder, safe on a shared filesystem.
 
 The lock is a file created with O_CREAT | O_EXCL (atomic on local filesystems and on NFS v3 and later, unlike
 fcntl/flock locks, which many cluster filesystems do not share between hosts). It holds the owner's identity as
@@ -123,7 +123,7 @@ class PairLock:
             return
         holder = read_holder(self.path)
         now = f"now held by {holder.describe()}" if holder is not None else "its file is gone"
-        raise LockLost(f"lost the lock {self.path} (this process was frozen past {self.stale_s:.0f} s?): {now}")
+        raise LockLost(f"lost the lock {self.path} (taken over while this process stalled): {now}; writing nothing")
 
     def is_stale(self, holder: Holder) -> bool:
         """True when the holder is gone: its process on this host, or its heartbeat anywhere."""
