@@ -214,9 +214,13 @@ def test_a_stale_lock_is_taken_over(data, tmp_path):
     assert _record(tmp_path)["status"] == "complete"
 
 
-def test_another_recipe_is_refused_and_a_frozen_owner_that_lost_its_lock_writes_nothing(data, tmp_path, capsys):
+def test_another_recipe_is_refused_and_a_frozen_owner_that_lost_its_lock_writes_nothing(
+    data, tmp_path, capsys, monkeypatch
+):
     from nbm_lightning.cli import run_main
     from nbm_lightning.lock import PairLock
+
+    monkeypatch.setenv("NBM_CIFAR_SKIP_MD5", "1")  # the second run is in this process: as _env() for a subprocess
 
     folders = [f"--results-dir={tmp_path / 'results'}", f"--ckpt-dir={tmp_path / 'checkpoints'}"]
     argv = [sys.executable, "-c", textwrap.dedent(HOLD_AFTER_FIRST_EPOCH), *RUN, *folders, f"--data-dir={data}"]
