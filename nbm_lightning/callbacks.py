@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from .atomic import atomic_write_text
 from .complexity import count_flops, count_params, ptflops_macs
 from .config import Execution, Recipe
 from .errors import MissingDependency
+from .lock import LockLost
 from .module import MacroNetModule
 from .provenance import device_info, library_versions
 from .record import COMPLETE, FAILED, PREEMPTED, NewerRecordError, RecordError, RunRecord
@@ -32,6 +34,8 @@ def now_iso() -> str:
 
 class RunRecorder(pl.Callback):
     """At fit start: logs the measured complexity and the network's picture; at the end: writes the run record."""
+
+    guard: Callable[[], None] | None = None  # runs before the record is written: raises LockLost if the lock was lost
 
     def __init__(
         self,
@@ -67,8 +71,8 @@ class RunRecorder(pl.Callback):
             self.write(trainer, pl_module, COMPLETE)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: MacroNetModule, exception: BaseException) -> None:
-        if isinstance(exception, RunStopped):
-            return  # stopped on request after a checkpoint: no record, a rerun resumes
+        if isinstance(exception, (RunStopped, LockLost)):
+            return  # stopped on request after a checkpoint: no record, a rerun resumes; or the record is another's
         if isinstance(exception, RunPreempted):
             self._mark_preempting(trainer)
             return self._try_write(trainer, pl_module, PREEMPTED, str(exception))
@@ -95,6 +99,8 @@ class RunRecorder(pl.Callback):
         at the path, and no run replaces a record of a newer schema version: that record is kept, a line says
         so, and only W&B (where enabled) holds this run's.
         """
+        if self.guard is not None:
+            self.guard()
         self.record = self.build(trainer, module, status, error)
         held = _held_status(self.path)
         self.kept = held == NEWER or (held == COMPLETE and self.record.status != COMPLETE)
@@ -209,10 +215,11 @@ class EpochProgressBar(TQDMProgressBar):
 
 
 class EpochCheckpoint(pl.Callback):
-    """Saves `last.ckpt` after every epoch's evaluation, atomically, each checkpoint stating what it is for."""
+    """Saves `last.ckpt` after every epoch's evaluation, atomically, each checkpoint stating what it is for;
+    `guard` runs before each write (raises LockLost where the run's lock was taken over)."""
 
-    def __init__(self, path: Path, meta: dict[str, Any] | None = None):
-        self.path, self.meta = Path(path), meta or {}
+    def __init__(self, path: Path, meta: dict[str, Any] | None = None, guard: Callable[[], None] | None = None):
+        self.path, self.meta, self.guard = Path(path), meta or {}, guard
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         checkpoint[checkpoints.META_KEY] = self.meta
@@ -220,7 +227,7 @@ class EpochCheckpoint(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        checkpoints.save(trainer, self.path)
+        checkpoints.save(trainer, self.path, self.guard)
 
 
 class RunStopped(Exception):
@@ -239,8 +246,8 @@ class RunControl(pl.Callback):
     events are set by the worker's main thread (signal handlers live there); the run is on another thread.
     """
 
-    def __init__(self, stop: Any, path: Path):
-        self.stop, self.path = stop, Path(path)
+    def __init__(self, stop: Any, path: Path, guard: Callable[[], None] | None = None):
+        self.stop, self.path, self.guard = stop, Path(path), guard
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, idx: int) -> None:
         if self.stop.now.is_set():
@@ -251,7 +258,7 @@ class RunControl(pl.Callback):
     ) -> None:
         last = idx + 1 >= trainer.num_training_batches  # then the epoch's own checkpoint follows its evaluation:
         if self.stop.preempt.is_set() and not last:  # a mid-epoch one there would resume past that evaluation
-            checkpoints.save(trainer, self.path)
+            checkpoints.save(trainer, self.path, self.guard)
             step = f"step {idx + 1} of epoch {trainer.current_epoch + 1}"
             raise RunPreempted(f"preempted by {self.stop.reason()} after {step}; checkpoint saved")
 

@@ -12,6 +12,7 @@ import shutil
 import sys
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -148,12 +149,16 @@ class StopEvents(Protocol):
         """The signal that asked for preemption, by name."""
 
 
-def train(job: Job, cache: DataCache | None = None, stop: StopEvents | None = None) -> int:
+def train(
+    job: Job, cache: DataCache | None = None, stop: StopEvents | None = None, guard: Callable[[], None] | None = None
+) -> int:
     """Run the job to a record: COMPLETE_EXIT, FAILED_EXIT (the record says why), STOPPED_EXIT (Ctrl-C) or
     PREEMPTED_EXIT (SIGTERM/SIGUSR1: checkpoint saved, record `preempted`).
 
     `cache` keeps the data of a worker's earlier runs; `stop` (set by the worker's main thread) ends the run
-    after a checkpoint. Everything else is built and seeded afresh, as in a new process.
+    after a checkpoint; `guard` runs before every checkpoint and record write and raises lock.LockLost (out of
+    train, nothing written) where another process took the run's lock over. Everything else is built and seeded
+    afresh, as in a new process.
     """
     trace.phase("setup", detail=job.name)
     seed_run(job.seed)
@@ -171,7 +176,8 @@ def train(job: Job, cache: DataCache | None = None, stop: StopEvents | None = No
     data = fingerprint(job.execution.data_dir)
     extra = {**_extra(dm, ckpt), "init_sha256": weights_sha256(net), "data": data}
     recorder = RunRecorder(job.record_path, identity(job), job.recipe, job.execution, extra)
-    callbacks = [recorder, EpochCheckpoint(ckpt, meta)] + ([RunControl(stop, ckpt)] if stop else [])
+    recorder.guard = guard
+    callbacks = [recorder, EpochCheckpoint(ckpt, meta, guard)] + ([RunControl(stop, ckpt, guard)] if stop else [])
     trainer = build_trainer(
         job.recipe, job.execution, device, callbacks, logger=_logger(job, data), default_root_dir=str(job.ckpt_dir),
         plugins=_cluster_plugins(),
@@ -181,7 +187,7 @@ def train(job: Job, cache: DataCache | None = None, stop: StopEvents | None = No
 
 def _resumable_checkpoint(job: Job, meta: dict[str, Any]) -> Path:
     """The run's checkpoint path; a checkpoint there that cannot be resumed (`meta`: what this run writes) is set
-    aside first (one line)."""
+    aside first (one line), out of the run's folder."""
     ckpt = job.ckpt_dir / checkpoints.LAST
     if job.force:
         shutil.rmtree(job.ckpt_dir, ignore_errors=True)
@@ -210,7 +216,8 @@ def _fit(
     if ckpt.exists():
         print(f"{job.name}: resuming from {ckpt}")
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt.exists() else None)
+        with checkpoints.safe_loading():  # Lightning's own load of the checkpoint: data only, as `problem`'s
+            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt.exists() else None, weights_only=True)
         if dm.eval_split == "val" and not trainer.interrupted:
             trainer.test(module, datamodule=dm, verbose=False)
     except NonFiniteLossError as err:

@@ -13,8 +13,10 @@ its next checkpoint and the worker after it; a second Ctrl-C ends the run at its
 or SIGUSR1 (a scheduler's preemption) ends the run after its current training step with a mid-epoch checkpoint
 and a `preempted` record, and the worker with exit status 143. A rerun resumes either way.
 
-One trainer per pair: a run holds a lock beside its checkpoint (`lock.PairLock`); a job whose pair another
-process is training is skipped with a line naming that process.
+One trainer per record: a run holds a lock beside its record, whatever the recipe, and one beside its checkpoint
+folder (`lock.PairLock`); a job whose pair another process trains under the same recipe is skipped with a line
+naming that process, under another recipe it is refused (UserError, naming that recipe) before training. The run
+re-checks its locks before every checkpoint and record write, and stops (FAILED, writing nothing) when it lost one.
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import preflight
 from .errors import UserError
 from .job import Job, done_record
-from .lock import PairLock
+from .lock import Holder, PairLock
 from .record import RecordError, RunRecord
 
 SKIPPED, BUSY, COMPLETE, FAILED = "skipped", "busy", "complete", "failed"  # outcomes of a job
@@ -131,26 +133,35 @@ class Worker:
     def run(self, job: Job) -> Outcome:
         """Train one job (or skip it when done); a failure is reported in one line and returned, never raised.
 
-        A UserError (bad input: missing data, another recipe's record at the path) is raised: it would fail
-        every job alike.
+        A UserError (bad input: missing data, another recipe's record at the path, or its run training it) is
+        raised: it would fail every job alike.
         """
         start = time.perf_counter()
         if self._skip_done(job):
             return Outcome(job.name, SKIPPED, time.perf_counter() - start, None)
         preflight.check(job)
-        lock = PairLock(lock_path(job))
-        holder = lock.acquire()
-        if holder is not None:
-            print(f"{job.name}: being trained by {holder.describe()} (lock {lock.path}); skipped")
+        locks = take_locks(job)
+        if isinstance(locks, tuple):
+            busy, holder = locks
+            print(f"{job.name}: being trained by {holder.describe()} (lock {busy.path}); skipped")
             return Outcome(job.name, BUSY, time.perf_counter() - start, None)
         try:
-            if lock.took_over is not None:
+            for lock in (lock for lock in locks if lock.took_over is not None):
                 print(f"{job.name}: took over the stale lock of {lock.took_over.describe()}", file=sys.stderr)
             if self._skip_done(job, holding=True):  # finished by another process while we looked
                 return Outcome(job.name, SKIPPED, time.perf_counter() - start, None)
-            status, error = self._train(job)
+
+            def guard() -> None:
+                """Raise LockLost where another process took one of our locks over (we were frozen)."""
+                for lock in locks:
+                    lock.check()
+
+            status, error = self._train(job, guard)
+            if any(not lock.owned() for lock in locks):  # the record at the path is the other process's
+                return Outcome(job.name, FAILED, time.perf_counter() - start, None, error or "lock lost")
         finally:
-            lock.release()
+            for lock in reversed(locks):
+                lock.release()
         return self._outcome(job, status, error, time.perf_counter() - start)
 
     def _skip_done(self, job: Job, holding: bool = False) -> bool:
@@ -169,8 +180,8 @@ class Worker:
 
     @staticmethod
     def _remove_leftover(job: Job, holding: bool) -> None:
-        """Remove a finished run's checkpoint folder, under the pair's lock (never one that a process trains)."""
-        lock = None if holding else PairLock(lock_path(job))
+        """Remove a finished run's checkpoint folder, under its lock (never one that a process trains)."""
+        lock = None if holding else PairLock(checkpoint_lock_path(job), recipe_hash=job.recipe.hash())
         if lock is not None and lock.acquire() is not None:
             return
         try:
@@ -180,15 +191,15 @@ class Worker:
             if lock is not None:
                 lock.release()
 
-    def _train(self, job: Job) -> tuple[str, str | None]:
+    def _train(self, job: Job, guard: Callable[[], None] | None = None) -> tuple[str, str | None]:
         """Train on a run thread (signals stay with the main thread, which waits); (status, one-line error)."""
         if threading.current_thread() is not threading.main_thread():
-            return self._train_here(job)
+            return self._train_here(job, guard)
         result: dict[str, object] = {}
 
         def target() -> None:
             try:
-                result["value"] = self._train_here(job)
+                result["value"] = self._train_here(job, guard)
             except BaseException as err:  # noqa: BLE001 (handed to the main thread below)
                 result["error"] = err
 
@@ -200,13 +211,13 @@ class Worker:
             raise result["error"]  # a UserError (bad input): the worker's caller reports it
         return result["value"]  # type: ignore[return-value]
 
-    def _train_here(self, job: Job) -> tuple[str, str | None]:
-        """Run train() inside the per-run resets, on this thread; (status, one-line error)."""
+    def _train_here(self, job: Job, guard: Callable[[], None] | None = None) -> tuple[str, str | None]:
+        """Run train() inside the per-run resets, on this thread; (status, one-line error). `guard`: see train()."""
         from .train import COMPLETE_EXIT, PREEMPTED_EXIT, STOPPED_EXIT, train
 
         try:
             with run_scope(job):
-                code = train(job, self.cache, self.stop)
+                code = train(job, self.cache, self.stop, guard)
         except UserError:
             raise
         except Exception as err:  # noqa: BLE001 (any failure of one run: reported, the worker goes on)
@@ -299,8 +310,37 @@ def report(outcomes: Sequence[Outcome], total: int, preempted: bool = False, hal
 
 
 def lock_path(job: Job) -> Path:
-    """The pair's lock file, beside its checkpoint folder: `<ckpt_dir>/<canonical>-s<seed>-<recipe hash>.lock`."""
+    """The record's lock file, beside it, whatever the recipe: `<results_dir>/<canonical>-s<seed>.json.lock`."""
+    return job.record_path.with_name(job.record_path.name + ".lock")
+
+
+def checkpoint_lock_path(job: Job) -> Path:
+    """The checkpoint folder's lock file, beside it: `<ckpt_dir>/<canonical>-s<seed>-<recipe hash>.lock`."""
     return job.ckpt_dir.with_name(job.ckpt_dir.name + ".lock")
+
+
+def take_locks(job: Job) -> list[PairLock] | tuple[PairLock, Holder]:
+    """Take the record's lock, then the checkpoint folder's: the locks taken, or (the busy lock, its live holder).
+
+    UserError (nothing taken) when the record is being trained under another recipe: two recipes' runs would
+    overwrite one record. The checkpoint lock keeps out a run of this recipe writing to another results folder.
+    """
+    taken: list[PairLock] = []
+    for path in (lock_path(job), checkpoint_lock_path(job)):
+        lock = PairLock(path, recipe_hash=job.recipe.hash())
+        holder = lock.acquire()
+        if holder is None:
+            taken.append(lock)
+            continue
+        for mine in reversed(taken):
+            mine.release()
+        if holder.recipe_hash not in (None, job.recipe.hash()):
+            raise UserError(
+                f"{job.record_path} is being trained under another recipe (hash {holder.recipe_hash}, this one "
+                f"{job.recipe.hash()}) by {holder.describe()}: use another --results-dir"
+            )
+        return lock, holder
+    return taken
 
 
 WANDB_PREFIX = "WANDB_"  # environment variables a run (or W&B's agent) may set for itself

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -28,6 +29,7 @@ TIME_FIELDS = {"wall_time_s", "train_time_s", "started_at", "finished_at", "resu
 RUN = [f"--arch={CODE}", f"--seed={SEED}", "--download=false", "--epochs=3", "--batch-size=32", "--eval-batch-size=64",
        "--progress=false", "--accelerator=cpu", "--num-workers=0", "--wandb-mode=disabled"]  # fmt: skip
 RECIPE_HASH = Recipe(epochs=3, batch_size=32).hash()
+HASH_2 = Recipe(epochs=2, batch_size=32).hash()  # the faults' recipe
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +214,88 @@ def test_a_stale_lock_is_taken_over(data, tmp_path):
     assert _record(tmp_path)["status"] == "complete"
 
 
+def test_another_recipe_is_refused_and_a_frozen_owner_that_lost_its_lock_writes_nothing(
+    data, tmp_path, capsys, monkeypatch
+):
+    from nbm_lightning.cli import run_main
+    from nbm_lightning.lock import PairLock
+
+    monkeypatch.setenv("NBM_CIFAR_SKIP_MD5", "1")  # the second run is in this process: as _env() for a subprocess
+
+    folders = [f"--results-dir={tmp_path / 'results'}", f"--ckpt-dir={tmp_path / 'checkpoints'}"]
+    argv = [sys.executable, "-c", textwrap.dedent(HOLD_AFTER_FIRST_EPOCH), *RUN, *folders, f"--data-dir={data}"]
+    first = subprocess.Popen(argv, cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "checkpoints" / f"{NAME}-{RECIPE_HASH}" / "last.ckpt"
+    record = tmp_path / "results" / f"{NAME}.json"
+    deadline = time.time() + 300
+    while not ckpt.exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert ckpt.exists(), first.stderr.read()[-3000:] if first.poll() is not None else "no checkpoint in 300 s"
+    # the same pair under another recipe (--lr 0.05), into the same results folder: refused before training
+    assert run_main(fit.main, [*RUN, "--lr=0.05", *folders, f"--data-dir={data}"], prog="fit") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"being trained under another recipe (hash {RECIPE_HASH}" in err, err
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()] == [f"{NAME}-{RECIPE_HASH}"]
+    # the owner frozen past the stale time (1 s here) loses a lock to another process (this one, here)
+    os.kill(first.pid, signal.SIGSTOP)
+    time.sleep(1.2)
+    taker = PairLock(ckpt.parent.with_name(ckpt.parent.name + ".lock"), stale_s=1.0)
+    try:
+        assert taker.acquire() is None and taker.took_over is not None and taker.took_over.pid == first.pid
+        epoch_1 = ckpt.read_bytes()
+        os.kill(first.pid, signal.SIGCONT)
+        (tmp_path / "release").touch()
+        out, err = first.communicate(timeout=120)
+        assert first.returncode == 1 and "Traceback" not in err, err[-3000:]
+        assert err.count("lost the lock") == 1 and f"{NAME}: FAILED: LockLost: lost the lock" in err
+        assert ckpt.read_bytes() == epoch_1 and not record.exists()  # no checkpoint and no record written by it
+        assert json.loads(taker.path.read_text())["token"] == taker.token  # nor the new owner's lock removed
+    finally:
+        if first.poll() is None:
+            os.kill(first.pid, signal.SIGCONT)
+            first.kill()
+            first.wait()
+        taker.release()
+
+
+# ---------------------------------------------------------------- who holds a lock
+
+
+def _lock_file(path: Path, pid: int, **identity: object) -> None:
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": pid, "started": time.time(), **identity}))
+
+
+def test_a_lock_naming_this_process_is_alive_only_while_this_process_holds_it(tmp_path):
+    from nbm_lightning.lock import PairLock, boot_id, process_start
+
+    if boot_id() is None or process_start(os.getpid()) is None:
+        pytest.skip("no /proc here: the holder's boot and start time are unknown")
+    path, me, started = tmp_path / f"{NAME}.json.lock", os.getpid(), process_start(os.getpid())
+    for left in ({}, {"boot_id": boot_id(), "pid_start": started - 1}, {"boot_id": "another-boot", "token": "t"}):
+        _lock_file(path, me, **left)  # an older version's lock, a restarted container's pid 1, another boot
+        lock = PairLock(path)
+        assert lock.acquire() is None and lock.took_over is not None and lock.took_over.pid == me, left
+        holder = PairLock(path).acquire()  # held by another PairLock of this process: a live holder
+        assert holder is not None and (holder.pid, holder.pid_start, holder.token) == (me, started, lock.token)
+        lock.release()
+        assert not path.exists()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        while process_start(other.pid) is None:
+            time.sleep(0.01)
+        alive = {"boot_id": boot_id(), "pid_start": process_start(other.pid), "token": "t"}
+        _lock_file(path, other.pid, **alive)
+        assert PairLock(path).acquire().pid == other.pid  # a live process of this host
+        for dead in ({**alive, "pid_start": alive["pid_start"] + 1}, {**alive, "boot_id": "another-boot"}):
+            _lock_file(path, other.pid, **dead)  # its pid reused by another process; written before a reboot
+            lock = PairLock(path)
+            assert lock.acquire() is None and lock.took_over.pid == other.pid, dead
+            lock.release()
+    finally:
+        other.kill()
+        other.wait()
+
+
 # ---------------------------------------------------------------- faults, injected (one process, one folder each)
 
 FAULTS = """
@@ -246,6 +330,15 @@ FAULTS = """
     def corrupt(j):
         j.ckpt_dir.mkdir(parents=True)
         (j.ckpt_dir / "last.ckpt").write_bytes(b"PK\\x03\\x04 truncated")
+
+    class Payload:  # what a crafted checkpoint carries: unpickling it would create a file
+        def __reduce__(self):
+            return (open, (os.path.abspath("crafted/code-ran"), "w"))
+
+    def crafted(j):
+        import torch
+        j.ckpt_dir.mkdir(parents=True)
+        torch.save({"nbm_run": {}, "state_dict": {}, "payload": Payload()}, j.ckpt_dir / "last.ckpt")
 
     def other_pipeline(j):  # a checkpoint written by the torchvision pipeline, under this recipe
         kill = callbacks.RunControl.on_validation_end
@@ -295,6 +388,7 @@ FAULTS = """
         j.record_path.write_text("{not json")
 
     scenario("corrupt", job, corrupt)
+    scenario("crafted", job, crafted)
     scenario("pipeline", job, other_pipeline)
     scenario("leftover", job, leftover)
     scenario("checkpoint_write", job, patch=disk_full_on_second_checkpoint)
@@ -322,7 +416,19 @@ def test_a_corrupt_checkpoint_is_set_aside_and_the_run_starts_over(faults):
     assert result["status"] == "complete" and "Traceback" not in result["err"]
     warning = [line for line in result["err"].splitlines() if line.startswith("warning: checkpoint")]
     assert len(warning) == 1 and "unreadable" in warning[0] and "from epoch 0" in warning[0]
-    assert "moved to last.ckpt.set-aside-" in warning[0]  # (removed with the folder once the run completed)
+    (aside,) = [f for f in result["files"] if f.startswith("ckpt/set-aside/")]  # kept after the run completed
+    assert f"moved to corrupt/{aside}" in warning[0] and aside.startswith(f"ckpt/set-aside/{NAME}-{HASH_2}-")
+    assert aside.endswith("-unreadable.ckpt")  # its name says why
+    assert not any(f.startswith(f"ckpt/{NAME}-") for f in result["files"])  # the run's own folder is gone
+
+
+def test_a_crafted_checkpoint_runs_nothing_and_is_set_aside(faults):
+    result = faults["crafted"]
+    assert result["status"] == "complete" and "resuming from" not in result["out"]  # trained from epoch 0
+    assert "code-ran" not in str(result["files"])  # its unpickling would have created crafted/code-ran
+    warning = [line for line in result["err"].splitlines() if line.startswith("warning: checkpoint")]
+    assert len(warning) == 1 and "not plain data (it names " in warning[0] and "from epoch 0" in warning[0]
+    assert [f for f in result["files"] if f.startswith("ckpt/set-aside/") and f.endswith("-not-plain-data.ckpt")]
 
 
 def test_a_checkpoint_of_another_pipeline_is_named_and_set_aside(faults):
