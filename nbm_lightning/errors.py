@@ -14,6 +14,10 @@ class UserError(Exception):
     """Bad input from the user: reported as one line, exit status 2."""
 
 
+class PairRefused(UserError):
+    """Bad input that concerns one (code, seed) pair only (its record, its lock): a job array goes on past it."""
+
+
 class MissingDependency(UserError, ImportError):
     """An optional dependency is not installed; the message names the pip extra to install."""
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .checks import check_int, fail, shown
 from .config import SEED_MAX, SEEDS, Execution, Recipe, build_configs, field_names, load_yaml
-from .errors import UserError
+from .errors import PairRefused
 from .record import NewerRecordError, RecordError, RunRecord, record_path, run_name
 from .search_space import canonical, unique_codes, validate
 
@@ -129,13 +129,14 @@ def resolve_job(
     return Job(arch=arch, seed=seed, recipe=recipe, execution=execution, force=force)
 
 
-def done_record(job: Job) -> RunRecord | None:
+def done_record(job: Job, say: bool = True) -> RunRecord | None:
     """The record that makes this job done (complete for its recipe: `RunRecord.problem`), else None.
 
     A record that is unreadable or unsound (what the exporter would reject: a file name, code, seed or recipe
     hash that disagree, impossible numbers, no data fingerprint) is named in one line and trained over; a failed
     or preempted one silently. A UserError (one line, nothing trained or overwritten) where the path holds a
     record of a newer schema version, or a complete run of another recipe (results of two recipes would mix).
+    `say`: print the line naming an unsound record (False: the caller looked before and said it).
     """
     path = job.record_path
     try:
@@ -146,9 +147,10 @@ def done_record(job: Job) -> RunRecord | None:
     try:
         record = RunRecord.read(path)
     except NewerRecordError as err:
-        raise UserError(f"{err}; not trained or overwritten") from None
+        raise PairRefused(f"{err}; not trained or overwritten") from None
     except RecordError as err:  # a corrupt or foreign file is retrained over (atomically), never trusted
-        print(f"{job.name}: not done: {err}; training over it", file=sys.stderr)
+        if say:
+            print(f"{job.name}: not done: {err}; training over it", file=sys.stderr)
         return None
     if job.force:
         return None
@@ -157,10 +159,10 @@ def done_record(job: Job) -> RunRecord | None:
         return record
     rule, why = found
     if rule == "recipe":  # the rules before it passed: a sound, complete record of another recipe
-        raise UserError(
+        raise PairRefused(
             f"{path} holds a complete run of another recipe (hash {record.recipe_hash}, this one "
             f"{job.recipe.hash()}): use another --results-dir, or --force to overwrite"
         )
-    if rule != "status":
+    if rule != "status" and say:
         print(f"{job.name}: not done: {path}: {why}; training over it", file=sys.stderr)
     return None

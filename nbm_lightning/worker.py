@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import preflight
-from .errors import UserError
+from .errors import PairRefused, UserError
 from .job import Job, done_record
 from .lock import Holder, PairLock
 from .record import RecordError, RunRecord
@@ -133,8 +133,8 @@ class Worker:
     def run(self, job: Job) -> Outcome:
         """Train one job (or skip it when done); a failure is reported in one line and returned, never raised.
 
-        A UserError (bad input: missing data, another recipe's record at the path, or its run training it) is
-        raised: it would fail every job alike.
+        A UserError (bad input: missing data, a bad setting) is raised: it would fail every job alike; a
+        PairRefused (another recipe's record at the path, or its run training it) concerns this job only.
         """
         start = time.perf_counter()
         if self._skip_done(job):
@@ -167,7 +167,7 @@ class Worker:
     def _skip_done(self, job: Job, holding: bool = False) -> bool:
         """True (with a line) when the job's complete record exists; what that run left behind is removed
         (under the pair's lock: `holding` says this process holds it already)."""
-        done = done_record(job)
+        done = done_record(job, say=not holding)  # the second look says nothing the first one said
         if done is None:
             return False
         print(
@@ -263,8 +263,9 @@ class Worker:
 
         Exit status: 0 when all are complete or skipped; REFUSED_EXIT (2) when a job was refused as bad input
         (another recipe's record at its path, say), else 1 when a run failed; else PREEMPTED_EXIT or
-        INTERRUPTED_EXIT when stopped. A refusal that names its pair is reported and the others go on; one that
-        does not (missing data, a bad setting) would refuse every job alike: the jobs left are not tried.
+        INTERRUPTED_EXIT when stopped. A refusal of one pair (`PairRefused`: its record or lock) is reported and the
+        others go on; any other (missing data, a bad setting) would refuse every job alike: the jobs left are not
+        tried.
         """
         outcomes: list[Outcome] = []
         halted = False
@@ -278,7 +279,7 @@ class Worker:
                 message = " ".join(str(err).split())
                 print(f"{job.name}: refused: {message}", file=sys.stderr)
                 outcomes.append(Outcome(job.name, REFUSED, time.perf_counter() - start, None, message))
-                halted = job.name not in message
+                halted = not isinstance(err, PairRefused)
         return report(outcomes, len(jobs), preempted=self.stop.preempt.is_set(), halted=halted)
 
 
@@ -335,7 +336,7 @@ def take_locks(job: Job) -> list[PairLock] | tuple[PairLock, Holder]:
         for mine in reversed(taken):
             mine.release()
         if holder.recipe_hash not in (None, job.recipe.hash()):
-            raise UserError(
+            raise PairRefused(
                 f"{job.record_path} is being trained under another recipe (hash {holder.recipe_hash}, this one "
                 f"{job.recipe.hash()}) by {holder.describe()}: use another --results-dir"
             )
