@@ -150,7 +150,8 @@ class Cluster:
     def stop(self) -> None:
         """Cancel every job, wait until none is left, then stop the daemons (SIGTERM, then SIGKILL)."""
         if self.daemons and all(p.poll() is None for p in self.daemons):
-            self.run("scancel", "--full", "--quiet", "--user=root", check=False)
+            self.run("scancel", "--signal=KILL", "--full", "--quiet", "--user=root", check=False)  # the running
+            self.run("scancel", "--quiet", "--user=root", check=False)  # and the pending
             deadline = time.monotonic() + STOP_TIMEOUT_S
             while (self.run("squeue", "-h", check=False).stdout.strip() or self.steps()) and (
                 time.monotonic() < deadline
