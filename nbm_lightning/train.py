@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import sys
 import threading
 import warnings
@@ -158,10 +157,6 @@ def train(job: Job, cache: DataCache | None = None, stop: StopEvents | None = No
     `cache` keeps the data of a worker's earlier runs; `stop` (set by the worker's main thread) ends the run
     after a checkpoint. Everything else is built and seeded afresh, as in a new process.
     """
-    if threading.current_thread() is not threading.main_thread():  # a run thread (nbm_lightning.worker):
-        # SLURM signals every process of a job (scancel, preemption); the processes a run starts (W&B's service, data
-        # loader workers) inherit this mask and so live on while the main thread's handler stops the run cleanly.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGUSR1})
     seed_run(job.seed)
     device = pick_device(job.execution.accelerator)
     dm = build_datamodule(job.recipe, job.execution, job.seed, device, cache)
