@@ -118,7 +118,7 @@ def test_an_array_preempted_cancelled_and_resubmitted_trains_every_pair_once(clu
         cwd=work / "reference", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     try:
-        _check_the_array(cluster, work, env)
+        first, logs = _check_the_array(cluster, work, env)
         out, _ = reference.communicate(timeout=600)
     finally:
         reference.kill()
@@ -127,9 +127,15 @@ def test_an_array_preempted_cancelled_and_resubmitted_trains_every_pair_once(clu
         resumed = json.loads((work / "results" / f"{_name(n)}.json").read_text())
         straight = json.loads((work / "reference" / "results" / f"{_name(n)}.json").read_text())
         assert resumed["resumed"] is True and _comparable(resumed) == _comparable(straight), n  # curves included
+    for task in (2, 3):  # cancelled mid-training: checkpoint saved, Python exited 143, the task was not requeued
+        assert f"task {task}: cancelled; not requeued" in first[task], first[task]
+    # No line but the project's own and SLURM's, in any log.
+    foreign = [line for text in logs for line in text.splitlines() if not any(re.fullmatch(p, line) for p in LOG_LINES)]
+    assert foreign == []
 
 
-def _check_the_array(cluster, work: Path, env: dict[str, str]) -> None:
+def _check_the_array(cluster, work: Path, env: dict[str, str]) -> tuple[dict[int, str], list[str]]:
+    """Run the array, interrupt it, resubmit what is missing; (the first array's logs by task, every log)."""
     job = cluster.sbatch(f"--array=0-{TASKS - 1}", *CPU_ONLY, str(SCRIPT), cwd=work, env=env)
     log = {task: work / "logs" / "slurm" / f"{job}_{task}.out" for task in range(TASKS)}
     # Mid-epoch 2 of each task's first pair: task 0 gets the time-limit warning, task 1 a preemption's SIGTERM to
@@ -146,9 +152,8 @@ def _check_the_array(cluster, work: Path, env: dict[str, str]) -> None:
         assert f"task {task}: preempted; requeueing {job}_{task}" in text  # Python exited 143
         # the log holds both attempts (--open-mode=append): the preempted one, then the resumed one
         assert text.count(f"task {task}: pairs ") == 2 and f"{_name(2 * task)}: resuming from " in text, text
-    for task in (2, 3):
-        assert cluster.job(f"{job}_{task}")["JobState"] == "CANCELLED"
-        assert f"task {task}: cancelled; not requeued" in log[task].read_text()  # the user's scancel stands
+    for task in (2, 3):  # the user's scancel stands
+        assert cluster.job(f"{job}_{task}")["JobState"] == "CANCELLED" and "requeueing" not in log[task].read_text()
     # Resubmit only the tasks whose pairs `sweep make --missing` lists.
     made = subprocess.run([sys.executable, "-m", "nbm_lightning.sweep", "make", "--missing=results",
                            f"--config-file={env['CONFIG']}", "--out=missing.yaml"],
@@ -172,9 +177,7 @@ def _check_the_array(cluster, work: Path, env: dict[str, str]) -> None:
         for start in ("epoch 1/2 ", "epoch 2/2 ", f"{_name(n)}: test acc final "):
             assert sum(line.startswith(start) for line in lines) == 1, (n, start, lines)
     assert sorted(p.name for p in (work / "results").iterdir()) == sorted(f"{_name(n)}.json" for n in range(8))
-    # No line but the project's own and SLURM's, in any log.
-    foreign = [line for text in logs for line in text.splitlines() if not any(re.fullmatch(p, line) for p in LOG_LINES)]
-    assert foreign == []
+    return {task: log[task].read_text() for task in range(TASKS)}, logs
 
 
 def _runs(text: str) -> list[tuple[str, list[str]]]:
