@@ -40,6 +40,9 @@ PREEMPTED_EXIT = 143  # preempted (SIGTERM/SIGUSR1): non-zero, so W&B and SLURM 
 # Lightning notices that do not apply here: we log once per epoch, never per step.
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
 warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+# Printed wherever `srun` is on PATH (every SLURM node) and a run was not started by srun: a run is one process on one
+# device, so srun's multi-process launch does not apply (sweeps/slurm_array.sh starts it without srun, on purpose).
+warnings.filterwarnings("ignore", "The `srun` command is available on your system but is not used")
 
 
 class LightningNotices(logging.Filter):

@@ -11,6 +11,7 @@
 #   sbatch sweeps/slurm_array.sh                                   # 3969 tasks x 3 runs, at most 64 at once
 #   PER_TASK=12 sbatch --array=0-992%64 sweeps/slurm_array.sh      # 993 tasks x 12 runs
 #   CONFIG=configs/my_recipe.yaml RESULTS_DIR=/shared/nbm/results sbatch sweeps/slurm_array.sh
+#   sbatch --partition=cpu --gres=none --cpus-per-task=1 --mem=1G sweeps/slurm_array.sh   # a CPU-only partition
 #
 # Runs log to W&B offline (upload later with `wandb sync --sync-all` from the run folder) and write their
 # records to RESULTS_DIR on a shared filesystem. `fit` skips pairs whose complete record exists and
@@ -20,9 +21,10 @@
 # Preemption and the time limit: SLURM sends SIGUSR1 to this batch shell 300 s before the limit
 # (--signal=B:USR1@300), and SIGTERM to all of the job's processes when it preempts the job. The shell passes
 # either on to Python, which saves a checkpoint after its current training step, writes a `preempted` record
-# and exits with status 143; the shell then requeues the task (`scontrol requeue`), whose rerun resumes.
-# Lightning's own SLURM auto-requeue is off (ours does it). SLURM opens --output before the script runs:
-# logs/slurm/ must exist (it is in the repository).
+# and exits with status 143; the shell then requeues the task (`scontrol requeue`), whose rerun resumes; a task
+# that SLURM is already ending (`scancel`) is not requeued. Lightning's own SLURM auto-requeue is off (ours does
+# it). SLURM opens --output before the script runs: logs/slurm/ must exist (it is in the repository); it appends,
+# so a task's log keeps every attempt.
 #
 #SBATCH --job-name=nas-bench-macro
 #SBATCH --array=0-3968%64
@@ -31,6 +33,7 @@
 #SBATCH --mem=16G
 #SBATCH --time=04:00:00
 #SBATCH --output=logs/slurm/%A_%a.out
+#SBATCH --open-mode=append
 #SBATCH --signal=B:USR1@300
 #SBATCH --requeue
 set -uo pipefail
@@ -52,6 +55,7 @@ last=$((first + PER_TASK - 1))
 echo "task ${TASK}: pairs ${first}-${last}"
 # One worker process trains the task's pairs in order (data loaded once), skipping those already complete.
 # It runs in the background so that this shell can pass SLURM's signals on to it.
+export PYTHONUNBUFFERED=1                     # the log shows each line as it is printed, not at exit
 pid=""
 forward() { echo "task ${TASK}: $1: preempting pid ${pid}"; [ -n "${pid}" ] && kill -"$1" "${pid}" 2>/dev/null; }
 trap 'forward USR1' USR1
@@ -66,7 +70,12 @@ done
 wait "${pid}"; status=$?                  # bash keeps a background job's exit status: Python's own
 if [ "${status}" -eq "${PREEMPTED}" ]; then
     job="${SLURM_ARRAY_JOB_ID:-${SLURM_JOB_ID:-}}${SLURM_ARRAY_JOB_ID:+_${TASK}}"
-    echo "task ${TASK}: preempted; requeueing ${job}"
-    scontrol requeue "${job}" || echo "task ${TASK}: scontrol requeue ${job} failed: resubmit the task"
+    state=$(squeue --noheader --jobs="${job}" --format=%T 2>/dev/null)
+    if [ "${state}" = COMPLETING ]; then  # SLURM is ending the job: `scancel` (a requeue would undo it)
+        echo "task ${TASK}: cancelled; not requeued (resubmit it to resume: README, SLURM)"
+    else                                  # still RUNNING: the time-limit warning, or a signal that asks us to
+        echo "task ${TASK}: preempted; requeueing ${job}"
+        scontrol requeue "${job}" || echo "task ${TASK}: scontrol requeue ${job} failed: resubmit the task"
+    fi
 fi
 exit "${status}"
