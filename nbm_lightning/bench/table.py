@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_choice, check_int, check_number, fail
+from ..checks import check_choice, check_int, check_number, fail, shown
 from ..errors import UserError, require
-from ..export.extended import ACC_RANGE, MAX_COUNT, shown, value_problem
+from ..export.extended import ACC_RANGE, MAX_COUNT, value_problem
 from ..jsonread import JSONReadError, loads, read_bytes
 from ..record import METRIC_FIELDS
 from ..search_space import all_codes, canonical, unique_codes

@@ -29,9 +29,9 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from ..bench.table import ACC_METRICS
-from ..checks import check_choice
+from ..checks import check_choice, shown
 from ..errors import UserError
-from ..export.extended import ACC_RANGE, MAX_COUNT, MAX_EPOCHS, canonical_codes, shown, value_problem
+from ..export.extended import ACC_RANGE, MAX_COUNT, MAX_EPOCHS, canonical_codes, value_problem
 from ..jsonread import JSONReadError, loads, read_bytes
 from ..search_space import unique_codes
 from .algorithms import (
