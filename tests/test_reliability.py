@@ -189,6 +189,28 @@ def test_sigterm_to_every_process_of_the_job_preempts_and_a_lost_wandb_service_s
     assert after["status"] == "complete" and sent.exit_code == 0 and RECORD_FILE in sent.files
 
 
+SERVICE_GONE_AFTER_THE_RUN = """
+    import os, signal, sys
+    from pathlib import Path
+    import wandb
+    from nbm_lightning import tracking
+    logger = tracking.make_logger("offline", "p", "", "00000000-s0", "00000000", [], {}, None, Path("."))
+    logger.log_metrics({"loss": 1.0})
+    wandb.finish()
+    tasks = Path("/proc/self/task").iterdir()  # wandb-core is a child of this process (of the thread that started it)
+    (core,) = [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
+    os.kill(core, signal.SIGTERM)  # SLURM's signal, after the run and before this process ends
+    os.waitpid(core, 0)
+    sys.exit(143)
+"""
+
+
+def test_a_wandb_service_gone_after_the_run_leaves_no_traceback_at_exit(tmp_path):
+    """W&B's own exit hook tears its service down: where the service is gone already, the process exits quietly."""
+    proc = _fit(tmp_path, env=_env(WANDB_DIR=str(tmp_path)), code=SERVICE_GONE_AFTER_THE_RUN)
+    assert proc.returncode == 143 and proc.stdout + proc.stderr == "", proc.stderr[-3000:]
+
+
 FAKE_PYTHON = """#!/bin/bash
 trap 'echo USR1 > "$WORK/python.signal"; kill %1; exit 143' USR1
 trap 'echo TERM > "$WORK/python.signal"; kill %1; exit 143' TERM
