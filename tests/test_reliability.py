@@ -136,7 +136,7 @@ def _held_run(data: Path, folder: Path, *select: str) -> tuple[subprocess.Popen,
     """`fit` of RUN (or of the pairs `select` names), W&B offline, in a session of its own, held at its first
     training step (NBM_TRACE_HOLD); (the process, its W&B service's pid: wandb-core, a child process of the run)."""
     trace = folder / "trace"
-    env = _env(NBM_TRACE=str(trace), NBM_TRACE_HOLD="train:start", NBM_TRACE_HOLD_S="3", WANDB_DIR=str(folder))
+    env = _env(NBM_TRACE=str(trace), NBM_TRACE_HOLD="train:start", NBM_TRACE_HOLD_S="2", WANDB_DIR=str(folder))
     argv = [a for a in RUN if a != "--wandb-mode=disabled" and not (select and a.startswith(("--arch", "--seed")))]
     argv += [*select, "--wandb-mode=offline", f"--data-dir={data}"]
     proc = subprocess.Popen([sys.executable, "-m", "nbm_lightning.fit", *argv], cwd=folder, env=env, text=True,
