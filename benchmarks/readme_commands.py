@@ -51,10 +51,12 @@ PAGES = (  # in this order: a page's commands may use what an earlier page's com
 TIMEOUT_S = 1800  # per command
 MAX_PAIRS = 3  # `fit --index A-B` trains at most this many pairs here
 PUBLISHED = "nas-bench-macro_cifar10.json"
-SYNTHETIC = "from nbm_lightning.synthetic import write_cifar10; write_cifar10('synthetic', 2000, 500, learnable=True)"
+SYNTHETIC = (
+    "from nbm_lightning.synthetic.cifar10 import write_cifar10; write_cifar10('synthetic', 2000, 500, learnable=True)"
+)
 GRID = (  # 11,907 synthetic complete records (2-epoch curves) into a folder
-    "from pathlib import Path; from benchmarks.export import grid_records, write_records; "
-    "from nbm_lightning.search_space import unique_codes; "
+    "from pathlib import Path; from nbm_lightning.synthetic.records import grid_records, write_records; "
+    "from nbm_lightning.arch.codes import unique_codes; "
     "write_records(Path({folder!r}), grid_records(unique_codes(), 2))"
 )
 SKIPS = (  # (pattern, why) in order: the first match skips a command

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nbm_lightning.record import RunRecord
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records.run_record import RunRecord
+from nbm_lightning.synthetic.cifar10 import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
 

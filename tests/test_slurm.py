@@ -16,14 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+import slurm_cluster
 import yaml
 
-from nbm_lightning.job import index_to_pair
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records.job import index_to_pair
+from nbm_lightning.synthetic.cifar10 import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import slurm_cluster  # noqa: E402
 
 SCRIPT = ROOT / "sweeps" / "slurm_array.sh"
 PER_TASK, TASKS = 2, 4  # 4 array tasks x 2 pairs: grid indices 0-7

@@ -14,9 +14,9 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from .config import Recipe
-from .record import CURVES
-from .runkeys import HISTORY_KEYS as LOG_KEYS  # curve name -> logged metric name (W&B)
+from ..records.recipe import Recipe
+from ..records.run_record import CURVES
+from ..records.runkeys import HISTORY_KEYS as LOG_KEYS  # curve name -> logged metric name (W&B)
 
 
 class NonFiniteLossError(RuntimeError):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from . import trace
+from ..core import trace
 
 FORMAT = 2  # checkpoint format: 2 = mid-epoch resumable (loader position and running metrics saved)
 META_KEY = "nbm_run"  # the checkpoint's entry naming what it was written for

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("torch", "torchvision", "pytorch_lightning", "torchmetrics", "wandb", "ptflops", "numpy", "nbm_lightning")
-PACKAGE_DIR = Path(__file__).resolve().parent  # this package's source folder
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # this package's source folder
 
 
 def library_versions() -> dict[str, str | None]:

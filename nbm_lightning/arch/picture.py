@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_bytes
-from .errors import require
-from .search_space import OPS, ArchSpec, LayerSpec, parse
+from ..core.atomic import atomic_write_bytes
+from ..core.errors import require
+from .codes import OPS, ArchSpec, LayerSpec, parse
 
 DPI = 100  # resolution of the PNG
 OP_COLORS: dict[str, str] = dict(zip(OPS, ("#d9d9d9", "#6baed6", "#fd8d3c")))  # op digit -> block colour

@@ -7,7 +7,7 @@ import hashlib
 import torch
 from torch import nn
 
-from .search_space import INPUT_CHANNELS, ArchSpec, LayerSpec, parse
+from .codes import INPUT_CHANNELS, ArchSpec, LayerSpec, parse
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, relu: bool = True) -> nn.Sequential:

@@ -16,9 +16,9 @@ import urllib.request
 from functools import cache
 from pathlib import Path
 
-from .errors import UserError
-from .job import Job
-from .tracking import DEFAULT_BASE_URL, has_credentials, resolve_mode, set_offline
+from ..core.errors import UserError
+from ..records.job import Job
+from ..records.tracking import DEFAULT_BASE_URL, has_credentials, resolve_mode, set_offline
 
 REACH_TIMEOUT_S = 5.0  # seconds to wait for the W&B server before calling it unreachable
 

@@ -20,19 +20,20 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from . import checkpoints, trace
-from .atomic import atomic_write_text
+from ..arch.complexity import complexity
+from ..arch.network import MacroNet, weights_sha256
+from ..core import trace
+from ..core.atomic import atomic_write_text
+from ..core.errors import UserError
+from ..records.job import Job
+from ..records.recipe import Execution, Recipe
+from ..records.run_record import COMPLETE, RunRecord
+from ..records.runkeys import DATA_KEY, run_config
+from ..records.tracking import make_logger, offline_note, resolve_mode
+from . import checkpoints
 from .callbacks import EpochCheckpoint, EpochProgressBar, RunControl, RunPreempted, RunRecorder, RunStopped
-from .complexity import complexity
-from .config import Execution, Recipe
 from .data import CIFAR10DataModule, DataCache, fingerprint
-from .errors import UserError
-from .job import Job
-from .model import MacroNet, weights_sha256
 from .module import MacroNetModule, NonFiniteLossError
-from .record import COMPLETE, RunRecord
-from .runkeys import DATA_KEY, run_config
-from .tracking import make_logger, offline_note, resolve_mode
 
 COMPLETE_EXIT, FAILED_EXIT, STOPPED_EXIT = 0, 1, 130  # what train() returns (and fit exits with)
 PREEMPTED_EXIT = 143  # preempted (SIGTERM/SIGUSR1): non-zero, so W&B and SLURM requeue the run (128 + SIGTERM)
@@ -142,7 +143,7 @@ def build_trainer(
 
 
 class StopEvents(Protocol):
-    """What a run reads to stop on request (nbm_lightning.worker.StopSignal sets them)."""
+    """What a run reads to stop on request (nbm_lightning.runner.worker.StopSignal sets them)."""
 
     soon: threading.Event  # stop after the next checkpoint (end of the current epoch)
     now: threading.Event  # stop at the next training step

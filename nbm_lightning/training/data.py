@@ -25,10 +25,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from torchvision.datasets import CIFAR10
 
-from .checks import check_bool, check_choice, check_int, check_path, fail
-from .config import CIFAR10_TRAIN_SIZE, PIPELINES
-from .errors import UserError
-from .record import WHOLE_FILES
+from ..core.errors import UserError
+from ..core.validate import check_bool, check_choice, check_int, check_path, fail
+from ..records.recipe import CIFAR10_TRAIN_SIZE, PIPELINES
+from ..records.run_record import WHOLE_FILES
 
 CIFAR10_MEAN = (0.49139968, 0.48215827, 0.44653124)  # the published Normalize values
 CIFAR10_STD = (0.24703233, 0.24348505, 0.26158768)
@@ -261,7 +261,8 @@ def _failing_file(err: BaseException) -> str | None:
 
 def fingerprint(root: str | os.PathLike) -> dict[str, object]:
     """What a run trains on: the sha256 over the CIFAR-10 files' names, sizes and whole-file sha256 (`kind`
-    WHOLE_FILES: see nbm_lightning.record), their bytes, and whether torchvision's md5 check of them was skipped
+    WHOLE_FILES: see nbm_lightning.records.run_record), their bytes, and whether torchvision's md5 check of them was
+    skipped
     (NBM_CIFAR_SKIP_MD5: synthetic data). Equal for equal files on any machine; a synthetic CIFAR-10 never matches
     the real one. Each file is hashed once per process while its size and mtime stay (`file_sha256`)."""
     digest, total = hashlib.sha256(), 0
@@ -655,7 +656,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Argument checks beyond nbm_lightning.checks
+# Argument checks beyond nbm_lightning.core.validate
 # ---------------------------------------------------------------------------------------------------------------
 
 

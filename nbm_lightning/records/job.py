@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .checks import check_int, fail, shown
-from .config import SEED_MAX, SEEDS, Execution, Recipe, build_configs, field_names, load_yaml
-from .errors import PairRefused
-from .record import NewerRecordError, RecordError, RunRecord, record_path, run_name
-from .search_space import canonical, unique_codes, validate
+from ..arch.codes import canonical, unique_codes, validate
+from ..core.errors import PairRefused
+from ..core.validate import check_int, fail, shown
+from .recipe import SEED_MAX, SEEDS, Execution, Recipe, build_configs, field_names, load_yaml
+from .run_record import NewerRecordError, RecordError, RunRecord, record_path, run_name
 
 GRID_SIZE = len(SEEDS) * len(unique_codes())  # 11,907 (canonical code, seed) pairs
 

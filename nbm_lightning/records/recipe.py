@@ -7,7 +7,7 @@ out (data pipeline, hardware, logging, paths, and the options that change only f
 recorded but does not key results.
 
 Every field declares its type, its help text and its valid range (`Field`); one function,
-`validate_fields`, enforces them all with the checks of `nbm_lightning.checks`.
+`validate_fields`, enforces them all with the checks of `nbm_lightning.core.validate`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .checks import (
+from ..core.validate import (
     InvalidType,
     check_bool,
     check_choice,

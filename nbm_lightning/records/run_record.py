@@ -1,6 +1,6 @@
 """The run record: one typed, versioned JSON file per (canonical code, seed), the only owner of its schema.
 
-The trainer writes it (`nbm_lightning.callbacks.RunRecorder`), `fit` and `sweep make --missing` read it to
+The trainer writes it (`nbm_lightning.training.callbacks.RunRecorder`), `fit` and `sweep make --missing` read it to
 decide what is done, the exporter reads it (and turns W&B runs into it) to build the benchmark, and the
 benchmarks and tests build theirs through it. "Complete for this recipe" is one test, `RunRecord.problem`:
 the exporter accepts exactly the runs it passes, `fit` skips exactly those, `sweep make --missing` requeues
@@ -11,13 +11,13 @@ Schema versions (`SCHEMA_VERSION`; readers accept every version in `READABLE`):
   2  `tf32` is a recipe field (it changes the arithmetic of every convolution), so every recipe hash changed.
      A version-1 record is upgraded on reading: its `tf32` moves into the recipe, its recipe hash is
      recomputed, and the old hash is kept in `upgraded_from`. New field `init_sha256` (the initial weights).
-  3  New fields stating the run's W&B config keys (`nbm_lightning.runkeys`): `layers` (the op name of each
+  3  New fields stating the run's W&B config keys (`nbm_lightning.records.runkeys`): `layers` (the op name of each
      layer of the code as given: `layer_1` ... `layer_8`), `op_counts` (op name -> layers: `n_<op>`),
      `n_nonzero` and `recipe_name`. Where a record lacks them (versions 1 and 2, or built without them) they
      are derived from `arch` and the recipe when the RunRecord is made (nothing else changes).
   4  A third status, `preempted`: the run was stopped by SIGTERM/SIGUSR1 after saving a checkpoint (mid-epoch
      where the signal came during training); a rerun resumes it. Exports and `sweep make --missing` count a
-     preempted run as missing, not as failed. New field `data` (what the run trained on: see `data.py`'s
+     preempted run as missing, not as failed. New field `data` (what the run trained on: see `training/data.py`'s
      `fingerprint`), None where unknown.
 A record of a newer version than SCHEMA_VERSION is refused (`NewerRecordError`): never read as if known, never
 trained or written over.
@@ -41,12 +41,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .atomic import write_json
-from .config import SEED_MAX, Recipe
-from .jsonread import JSONReadError, loads, read_bytes
+from ..arch.codes import canonical as canonical_of
+from ..arch.codes import is_canonical
+from ..core.atomic import write_json
+from ..core.jsonread import JSONReadError, loads, read_bytes
+from .recipe import SEED_MAX, Recipe
 from .runkeys import record_fields
-from .search_space import canonical as canonical_of
-from .search_space import is_canonical
 
 SCHEMA = "nbm_lightning.run_record"  # the `schema` field of every record
 SCHEMA_VERSION = 4  # what this code writes
@@ -92,7 +92,7 @@ class RunRecord:
     canonical: str  # canonical form of `arch`: the primary key of results
     seed: int  # seed of every generator of the run
     arch: str  # the code as given to the trainer (its layout is what trained)
-    recipe: Mapping[str, Any]  # the Recipe fields (nbm_lightning.config.Recipe)
+    recipe: Mapping[str, Any]  # the Recipe fields (nbm_lightning.records.recipe.Recipe)
     recipe_hash: str  # Recipe(**recipe).hash()
     status: str  # COMPLETE, FAILED or PREEMPTED
     error: str | None = None  # why it failed (one line), None when complete
@@ -375,8 +375,8 @@ def record_files(folder: str | Path) -> tuple[list[Path], list[str]]:
 
 
 def _complexity(code: str) -> tuple[int, int]:
-    """(params, flops) of a canonical code (nbm_lightning.complexity; imports torch on first use)."""
-    from .complexity import complexity
+    """(params, flops) of a canonical code (nbm_lightning.arch.complexity; imports torch on first use)."""
+    from ..arch.complexity import complexity
 
     counts = complexity(code)
     return counts.params, counts.flops

@@ -2,7 +2,7 @@
 
 A code is a str of exactly 8 digits over {0, 1, 2}, one digit per searchable layer. This module owns
 codes: it validates, canonicalizes, enumerates and parses them into an immutable, typed spec that
-`nbm_lightning.model` turns into modules.
+`nbm_lightning.arch.network` turns into modules.
 """
 
 from __future__ import annotations

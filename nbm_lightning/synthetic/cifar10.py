@@ -2,7 +2,7 @@
 
 `write_cifar10` writes `root/cifar-10-batches-py/` (`data_batch_1..5`, `test_batch`, `batches.meta`) so that
 `torchvision.datasets.CIFAR10(root)` reads it. Its md5 sums differ from the real files: read it with
-`NBM_CIFAR_SKIP_MD5=1` (see `nbm_lightning.data`).
+`NBM_CIFAR_SKIP_MD5=1` (see `nbm_lightning.training.data`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from torchvision.datasets import CIFAR10
 
-from .checks import check_int
-from .config import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
+from ..core.validate import check_int
+from ..records.recipe import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGE_SHAPE = (3, 32, 32)  # channel planes R, G, B, each 32 x 32 row-major

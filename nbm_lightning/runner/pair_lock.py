@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .jsonread import JSONReadError, read_json
+from ..core.jsonread import JSONReadError, read_json
 
 HEARTBEAT_S = 30.0  # seconds between the owner's touches of its lock file
 STALE_S = 600.0  # a lock whose heartbeat is older than this is stale, whoever holds it

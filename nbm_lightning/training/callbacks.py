@@ -14,15 +14,17 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import TQDMProgressBar
 
-from . import checkpoints, runkeys, trace
-from .atomic import atomic_write_text
-from .complexity import count_flops, count_params, ptflops_macs
-from .config import Execution, Recipe
-from .errors import MissingDependency
-from .lock import LockLost
+from ..arch.complexity import count_flops, count_params, ptflops_macs
+from ..core import trace
+from ..core.atomic import atomic_write_text
+from ..core.errors import MissingDependency
+from ..core.provenance import device_info, library_versions
+from ..records import runkeys
+from ..records.recipe import Execution, Recipe
+from ..records.run_record import COMPLETE, FAILED, PREEMPTED, NewerRecordError, RecordError, RunRecord
+from ..runner.pair_lock import LockLost
+from . import checkpoints
 from .module import MacroNetModule
-from .provenance import device_info, library_versions
-from .record import COMPLETE, FAILED, PREEMPTED, NewerRecordError, RecordError, RunRecord
 
 ARCH_CACHE = "architectures"  # folder under the checkpoint root where each code's picture is drawn once
 
@@ -178,10 +180,10 @@ def save_record(run: Any, record: RunRecord) -> Path:
 
 def log_architecture(run: Any, code: str, cache: Path, counts: dict[str, int]) -> None:
     """Log the picture of the network (drawn once per code into `cache`); without matplotlib, a one-line notice."""
-    from . import archplot
+    from ..arch import picture
 
     try:
-        path = archplot.cached_png(code, cache, counts.get("params"), counts.get("flops"))
+        path = picture.cached_png(code, cache, counts.get("params"), counts.get("flops"))
     except MissingDependency as err:
         print(f"no architecture picture on the W&B run: {err}", file=sys.stderr)
         return

@@ -11,8 +11,8 @@ from functools import cache
 import torch
 from torch import nn
 
-from .model import MacroNet, build_classifier, build_head, build_layer, build_stem
-from .search_space import INPUT_CHANNELS, INPUT_SIZE, LayerSpec, parse
+from .codes import INPUT_CHANNELS, INPUT_SIZE, LayerSpec, parse
+from .network import MacroNet, build_classifier, build_head, build_layer, build_stem
 
 INPUT_SHAPE = (1, INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE)  # one CIFAR-10 image
 

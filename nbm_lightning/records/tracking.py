@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .checks import shown
-from .errors import UserError
+from ..core.errors import UserError
+from ..core.validate import shown
 from .runkeys import EVAL_ACC_KEY, TRAIN_LOSS_KEY
 
 DEFAULT_BASE_URL = "https://api.wandb.ai"

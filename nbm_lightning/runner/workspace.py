@@ -1,6 +1,6 @@
 """The benchmark's W&B workspace, built from code with `wandb-workspaces` (the optional extra `workspace`).
 
-`panels()` describes every panel and the keys it reads (all from `nbm_lightning.runkeys`): where the runs'
+`panels()` describes every panel and the keys it reads (all from `nbm_lightning.records.runkeys`): where the runs'
 config, summary and history keys, and the benchmark Table's columns, are defined. `build(target)` turns the
 description into a `wandb_workspaces` Workspace filtered to the sweep (with the export runs that log the
 benchmark Table) or to the whole project, its runs table grouped by canonical code (a code's three seeds
@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from . import runkeys as rk
-from .errors import UserError, require
-from .tracking import WandbPath, has_credentials, parse_wandb_path
+from ..core.errors import UserError, require
+from ..records import runkeys as rk
+from ..records.tracking import WandbPath, has_credentials, parse_wandb_path
 
 DEFAULT_NAME = "NAS-Bench-Macro"  # the workspace's name (the sweep id is appended)
 SOURCES = ("config", "summary", "history", "table")  # where a key lives: run config, summary, history, Table column

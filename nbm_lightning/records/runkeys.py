@@ -4,9 +4,9 @@ A run's config carries the architecture in forms the W&B UI can chart: one key p
 (`layer_1` ... `layer_8`: the op's name from `search_space.OPS`, for the code AS GIVEN, i.e. the layout that
 trained), the count of each op (`n_identity`, `n_mb_k3_e3`, `n_mb_k5_e6`), the digits that are not 0
 (`n_nonzero`), beside the identity (code, canonical code, seed, recipe hash and a short recipe name), params,
-FLOPs and every recipe and execution option. The run record (`nbm_lightning.record`) states the same values
+FLOPs and every recipe and execution option. The run record (`nbm_lightning.records.run_record`) states the same values
 (`layers`, `op_counts`, `n_nonzero`, `recipe_name`); `record_config` turns a record back into these keys.
-The workspace (`nbm_lightning.workspace`) and the benchmark Table (`nbm_lightning.export.artifact`) read
+The workspace (`nbm_lightning.runner.workspace`) and the benchmark Table (`nbm_lightning.export.artifact`) read
 their keys from here. No torch here.
 """
 
@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from .config import Execution, Recipe, field_names
-from .search_space import IDENTITY, NUM_LAYERS, OPS, canonical, validate
+from ..arch.codes import IDENTITY, NUM_LAYERS, OPS, canonical, validate
+from .recipe import Execution, Recipe, field_names
 
 # ---------------------------------------------------------------- config (set at wandb.init)
 LAYER_KEYS: tuple[str, ...] = tuple(f"layer_{i}" for i in range(1, NUM_LAYERS + 1))  # op name per layer
@@ -26,9 +26,9 @@ COUNT_KEYS: dict[str, str] = {op.name: f"n_{op.name}" for op in OPS.values()}  #
 NONZERO_KEY = "n_nonzero"  # digits that are not 0 (layers that are not the identity)
 ARCH_KEYS: tuple[str, ...] = (*LAYER_KEYS, *COUNT_KEYS.values(), NONZERO_KEY)
 IDENTITY_KEYS = ("arch", "canonical", "seed", "run_name", "recipe_hash", "recipe_name")
-COMPLEXITY_KEYS = ("params", "flops")  # computed before wandb.init (nbm_lightning.complexity)
+COMPLEXITY_KEYS = ("params", "flops")  # computed before wandb.init (nbm_lightning.arch.complexity)
 MEASURED_KEYS = ("ptflops_macs", "device_name")  # added at fit start, measured on the built network
-DATA_KEY = "data"  # the data fingerprint (nbm_lightning.data.fingerprint), as the run record's `data` field
+DATA_KEY = "data"  # the data fingerprint (nbm_lightning.training.data.fingerprint), as the run record's `data` field
 PUBLISHED_RECIPE_NAME = "published"  # recipe_name of the built-in (published) recipe
 RECIPE_NAME_FIELDS = 3  # differing recipe fields named in a custom recipe's name (the hash tells them apart)
 
@@ -40,11 +40,11 @@ SUMMARY_KEYS = (
 EPOCH_KEY = "epoch"  # history: the epoch number Lightning logs with every epoch's metrics
 EVAL_ACC_KEY = "eval/acc"  # history: per-epoch evaluation accuracy
 TRAIN_LOSS_KEY = "train/loss"  # history: per-epoch training loss
-HISTORY_KEYS = {  # record curve name -> the metric logged once per epoch (nbm_lightning.module logs them)
+HISTORY_KEYS = {  # record curve name -> the metric logged once per epoch (nbm_lightning.training.module logs them)
     "lr": "lr", "train_loss": TRAIN_LOSS_KEY, "train_acc": "train/acc", "eval_loss": "eval/loss",
     "eval_acc": EVAL_ACC_KEY, "epoch_time_s": "time/epoch_s",
 }  # fmt: skip
-ARCH_IMAGE_KEY = "architecture"  # history: the picture of the network (nbm_lightning.archplot)
+ARCH_IMAGE_KEY = "architecture"  # history: the picture of the network (nbm_lightning.arch.picture)
 RECORD_FILE = "run_record.json"  # the run record, saved as a file of its W&B run
 
 # ---------------------------------------------------------------- the benchmark artifact and its Table
@@ -110,7 +110,8 @@ def _published_recipe() -> dict[str, Any]:
 
 
 def record_fields(arch: str, recipe: Mapping[str, Any], recipe_hash: str) -> dict[str, Any]:
-    """The run record's fields that state the architecture keys and the recipe name (nbm_lightning.record)."""
+    """The run record's fields that state the architecture keys and the recipe name
+    (nbm_lightning.records.run_record)."""
     return {
         "layers": layer_ops(arch), "op_counts": op_counts(arch), "n_nonzero": n_nonzero(arch),
         "recipe_name": recipe_name(recipe, recipe_hash),

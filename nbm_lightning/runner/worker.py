@@ -33,11 +33,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.errors import PairRefused, UserError
+from ..records.job import Job, done_record
+from ..records.run_record import RecordError, RunRecord
 from . import preflight
-from .errors import PairRefused, UserError
-from .job import Job, done_record
-from .lock import Holder, PairLock
-from .record import RecordError, RunRecord
+from .pair_lock import Holder, PairLock
 
 SKIPPED, BUSY, COMPLETE, FAILED = "skipped", "busy", "complete", "failed"  # outcomes of a job
 REFUSED = "refused"  # outcome of a job of an array refused as bad input (a UserError): reported as failed
@@ -124,7 +124,7 @@ class Worker:
     """Trains jobs in this process with skip, resume, checkpoint and record semantics of a single `fit` run."""
 
     def __init__(self, stop: StopSignal | None = None):
-        from .data import DataCache  # torch loads with the worker, not with this module
+        from ..training.data import DataCache  # torch loads with the worker, not with this module
 
         self.cache = DataCache()
         self.stop = stop or StopSignal()
@@ -213,7 +213,7 @@ class Worker:
 
     def _train_here(self, job: Job, guard: Callable[[], None] | None = None) -> tuple[str, str | None]:
         """Run train() inside the per-run resets, on this thread; (status, one-line error). `guard`: see train()."""
-        from .train import COMPLETE_EXIT, PREEMPTED_EXIT, STOPPED_EXIT, train
+        from ..training.run import COMPLETE_EXIT, PREEMPTED_EXIT, STOPPED_EXIT, train
 
         try:
             with run_scope(job):

@@ -14,9 +14,9 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from .checks import fail
-from .job import Job
-from .runkeys import ARCH_KEYS, COMPLEXITY_KEYS, DATA_KEY, MEASURED_KEYS, arch_config, recipe_name
+from ..core.validate import fail
+from ..records.job import Job
+from ..records.runkeys import ARCH_KEYS, COMPLEXITY_KEYS, DATA_KEY, MEASURED_KEYS, arch_config, recipe_name
 
 RESTATED_KEYS = ("canonical", "run_name", "recipe_hash", "recipe_name", *ARCH_KEYS)  # must agree with the job
 IGNORED_KEYS = (*COMPLEXITY_KEYS, *MEASURED_KEYS, DATA_KEY, "_wandb")  # measured, or W&B's own: never used

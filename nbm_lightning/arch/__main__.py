@@ -1,5 +1,5 @@
 """`python -m nbm_lightning.arch CODE [--plot arch.png]`: the canonical code, a per-layer table and the complexity
-counts; `--plot` draws the network (nbm_lightning.archplot; extra [plots]) into a PNG."""
+counts; `--plot` draws the network (nbm_lightning.arch.picture; extra [plots]) into a PNG."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .checks import shown
-from .cli import ArgParser, arch_code, run_main, write_failed
-from .errors import UserError
-from .search_space import ArchSpec, LayerSpec, parse
+from ..cli import ArgParser, arch_code, run_main, write_failed
+from ..core.errors import UserError
+from ..core.validate import shown
+from .codes import ArchSpec, LayerSpec, parse
 
 PROG = "python -m nbm_lightning.arch"
 
 
-IDENTITY_CONV = "conv1x1+bn"  # the op column of an identity where the shape changes (nbm_lightning.model.build_layer)
+IDENTITY_CONV = (
+    "conv1x1+bn"  # the op column of an identity where the shape changes (nbm_lightning.arch.network.build_layer)
+)
 
 
 def op_label(layer: LayerSpec) -> str:
@@ -67,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"flops       {counts.flops:,}  (conv+linear weight MACs, one 3x32x32 image)")
     print(f"ptflops     {counts.ptflops_macs:,}  (ptflops backend=aten MACs)")
     if args.plot is not None:
-        from .archplot import save_png
+        from .picture import save_png
 
         try:
             print(f"wrote {save_png(spec.code, args.plot, counts.params, counts.flops)}")
