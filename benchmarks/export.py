@@ -2,8 +2,8 @@
 
 Targets (two CPU cores): each export under 10 s (the CLI's wall time, interpreter start included), loading the
 extended file under 1 s. CPU seconds (the export's worker included) and the load average are reported too:
-wall times are only comparable on an otherwise idle machine. `make_record` / `write_records` also build the
-records of tests/test_export.py (through nbm_lightning.records.run_record.RunRecord).
+wall times are only comparable on an otherwise idle machine. The records come from nbm_lightning.synthetic.records
+(`grid_records` / `write_records`, built through `RunRecord`; tests/test_export.py uses them too).
 """
 
 from __future__ import annotations

@@ -154,7 +154,6 @@ def test_an_installed_copy_inside_another_repository_records_no_commit(tmp_path)
 
 def _sound(tmp_path: Path, seed: int = 0, code: str = CODE) -> dict:
     """A sound complete record of (code, seed) under a 2-epoch recipe, written to tmp_path/results."""
-    sys.path.insert(0, str(ROOT))
     from nbm_lightning.arch.complexity import complexity
     from nbm_lightning.synthetic.records import make_record, write_records
 

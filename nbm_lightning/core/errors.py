@@ -18,6 +18,10 @@ class PairRefused(UserError):
     """Bad input that concerns one (code, seed) pair only (its record, its lock): a job array goes on past it."""
 
 
+class LockLost(RuntimeError):
+    """The lock was taken over (its owner was frozen past the stale time): the owner must write nothing more."""
+
+
 class MissingDependency(UserError, ImportError):
     """An optional dependency is not installed; the message names the pip extra to install."""
 

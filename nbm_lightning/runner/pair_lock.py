@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import LockLost
 from ..core.jsonread import JSONReadError, read_json
 
 HEARTBEAT_S = 30.0  # seconds between the owner's touches of its lock file
@@ -35,10 +36,6 @@ MAX_LOCK_BYTES = 4096  # a lock file is ~250 bytes: a larger one is not ours (re
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")  # changes at every boot of the host (Linux)
 
 _HELD: set[str] = set()  # tokens of the locks this process holds now: a lock naming our pid is alive iff listed
-
-
-class LockLost(RuntimeError):
-    """The lock was taken over (its owner was frozen past the stale time): the owner must write nothing more."""
 
 
 @dataclass(frozen=True)

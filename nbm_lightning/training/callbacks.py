@@ -17,12 +17,11 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from ..arch.complexity import count_flops, count_params, ptflops_macs
 from ..core import trace
 from ..core.atomic import atomic_write_text
-from ..core.errors import MissingDependency
+from ..core.errors import LockLost, MissingDependency
 from ..core.provenance import device_info, library_versions
 from ..records import runkeys
 from ..records.recipe import Execution, Recipe
 from ..records.run_record import COMPLETE, FAILED, PREEMPTED, NewerRecordError, RecordError, RunRecord
-from ..runner.pair_lock import LockLost
 from . import checkpoints
 from .module import MacroNetModule
 

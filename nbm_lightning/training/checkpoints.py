@@ -47,7 +47,7 @@ def meta(run_name: str, recipe_hash: str, pipeline: str) -> dict[str, Any]:
 def save(trainer: Any, path: Path, guard: Callable[[], None] | None = None) -> Path:
     """Write the trainer's checkpoint to `path` through a temporary file and an atomic rename.
 
-    `guard` runs first and raises (lock.LockLost) where this process may no longer write the run's files.
+    `guard` runs first and raises (LockLost) where this process may no longer write the run's files.
     """
     if guard is not None:
         guard()
