@@ -151,7 +151,7 @@ def test_an_aimed_kill_lands_in_its_phase(phase, tmp_path):
 
 
 def test_a_run_traces_its_phases_in_order(tmp_path, monkeypatch):
-    """The hooks in train.py, callbacks.py and checkpoints.py, on one real run of 2 epochs (2 steps each)."""
+    """The hooks in training/run.py, callbacks.py and checkpoints.py, on one real run of 2 epochs (2 steps each)."""
     write_cifar10(tmp_path / "data", n_train=64, n_test=32, learnable=True, seed=0)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NBM_CIFAR_SKIP_MD5", "1")
