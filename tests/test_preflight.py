@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import re
 import shutil
 import subprocess
@@ -178,4 +179,27 @@ def test_a_truncated_data_file_is_one_line_naming_it(in_tmp, data, tmp_path_fact
     assert run_main(fit.main, [*TINY, f"--data-dir={broken}"], prog=fit.PROG) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"CIFAR-10 file {batch} cannot be decoded" in err and "truncated" in err, err
+    assert not (in_tmp / "results").exists()
+
+
+class _Crafted:
+    """Unpickling it would create the file `path` (a pickle may name any callable)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_data_file_runs_nothing_and_is_one_line(in_tmp, data, tmp_path_factory, capsys):
+    """The CIFAR-10 files are unpickled as numpy arrays only: unchecked data (NBM_CIFAR_SKIP_MD5) can run no code."""
+    crafted = tmp_path_factory.mktemp("crafted")
+    shutil.copytree(data, crafted, dirs_exist_ok=True)
+    batch, ran = crafted / "cifar-10-batches-py" / "data_batch_1", crafted / "code-ran"
+    batch.write_bytes(pickle.dumps({"data": _Crafted(str(ran)), "labels": [0]}))
+    assert run_main(fit.main, [*TINY, f"--data-dir={crafted}"], prog=fit.PROG) == 2
+    err = capsys.readouterr().err
+    assert not ran.exists()
+    assert err.count("\n") == 1 and "cannot be decoded" in err and "is not plain data" in err, err
     assert not (in_tmp / "results").exists()

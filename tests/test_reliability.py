@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -18,7 +19,9 @@ from helpers import wandb_offline
 
 from nbm_lightning import fit
 from nbm_lightning.records.recipe import Recipe
+from nbm_lightning.records.runkeys import RECORD_FILE
 from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.training import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,8 +96,8 @@ echo "$@" >> "$SCONTROL_CALLS"
 
 @pytest.mark.parametrize(
     "sig, slurm, step",
-    [("SIGTERM", False, 5), ("SIGUSR1", True, 4)],  # 4 steps an epoch: step 5 is mid-epoch 2, step 4 ends epoch 1
-    ids=["sigterm-mid-epoch", "sigusr1-slurm-last-step-of-an-epoch"],
+    [("SIGUSR1", True, 4)],  # 4 steps an epoch: step 4 ends epoch 1 (SIGTERM mid-epoch: the test after this one)
+    ids=["sigusr1-slurm-last-step-of-an-epoch"],
 )
 def test_preemption_then_an_exact_resume(data, straight, tmp_path, sig, slurm, step):
     env = _env(SIGNAL_AT_STEP=str(step), SIGNAL=sig)
@@ -118,6 +121,95 @@ def test_preemption_then_an_exact_resume(data, straight, tmp_path, sig, slurm, s
     final = _record(tmp_path)
     assert final["status"] == "complete" and final["resumed"] is True
     assert _comparable(final) == _comparable(straight)  # every field and curve, times excepted
+
+
+# What a run prints (stdout and stderr), W&B offline: its own lines and the worker's, nothing of W&B's.
+RUN_LINES = [
+    r"W&B offline \(--wandb-mode offline\): upload later with `wandb sync \S+`",
+    r"worker: (SIGTERM: preempting after the current training step|2 jobs: 2 complete)",
+    r"epoch \d/3 lr [\d.]+ train loss [\d.]+ acc [\d.]+% \| eval loss [\d.]+ acc [\d.]+% \| [\d.]+s",
+    r"\d{8}-s\d: (preempted by|resuming from|test acc final|complete in) .*",
+    r"\d{8}-s\d: W&B service lost \(.+\); this run's W&B data stops here; its record and checkpoint are unaffected",
+]
+
+
+def _held_run(data: Path, folder: Path, *select: str) -> tuple[subprocess.Popen, int]:
+    """`fit` of RUN (or of the pairs `select` names), W&B offline, in a session of its own, held at its first
+    training step (NBM_TRACE_HOLD); (the process, its W&B service's pid: wandb-core, a child process of the run)."""
+    trace = folder / "trace"
+    env = _env(NBM_TRACE=str(trace), NBM_TRACE_HOLD="train:start", NBM_TRACE_HOLD_S="2", WANDB_DIR=str(folder))
+    argv = [a for a in RUN if a != "--wandb-mode=disabled" and not (select and a.startswith(("--arch", "--seed")))]
+    argv += [*select, "--wandb-mode=offline", f"--data-dir={data}"]
+    proc = subprocess.Popen([sys.executable, "-m", "nbm_lightning.fit", *argv], cwd=folder, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+    deadline = time.time() + 120
+    while not (trace.exists() and " train start " in trace.read_text()):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+        time.sleep(0.02)
+    tasks = Path(f"/proc/{proc.pid}/task")  # wandb-core is a child of the thread that started it
+    children = [int(pid) for task in tasks.iterdir() for pid in (task / "children").read_text().split()]
+    (core,) = [pid for pid in children if Path(f"/proc/{pid}/comm").read_text().strip() == "wandb-core"]
+    return proc, core
+
+
+def _lines(out: str, err: str) -> list[str]:
+    """Every line a run printed that is not one of its own (RUN_LINES): a traceback, W&B's, Lightning's."""
+    return [line for line in (out + err).splitlines() if not any(re.fullmatch(p, line) for p in RUN_LINES)]
+
+
+def test_sigterm_to_every_process_of_the_job_preempts_and_a_lost_wandb_service_stops_nothing(data, straight, tmp_path):
+    """SLURM's scancel and preemption send SIGTERM to every process of the job, W&B's service (wandb-core, in a
+    session of its own) too: the run still ends preempted (exit 143, mid-epoch checkpoint, record `preempted`),
+    and the rerun, whose service alone is killed while it trains, completes as an uninterrupted run; the next run
+    of that worker logs to W&B again."""
+    proc, core = _held_run(data, tmp_path)
+    os.killpg(proc.pid, signal.SIGTERM)  # the run's session (start_new_session) ...
+    os.kill(core, signal.SIGTERM)  # ... and the service's: every process of the job
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and _lines(out, err) == [], err[-3000:]
+    assert (
+        err.count("W&B service lost") == 1 and err.count(f"{NAME}: preempted by SIGTERM after step 1 of epoch 1") == 1
+    )
+    record = _record(tmp_path)
+    assert record["status"] == "preempted" and record["epochs_completed"] == 0
+    ckpt = tmp_path / "checkpoints" / f"{NAME}-{RECIPE_HASH}" / "last.ckpt"
+    assert checkpoints.load(ckpt)["global_step"] == 1  # saved after the step under way
+    (tmp_path / "trace").unlink()
+    proc, core = _held_run(data, tmp_path, "--index=1,0")  # the rerun (index 1 is NAME), held at its first step
+    os.kill(core, signal.SIGTERM)  # W&B's service alone goes away (mid-epoch 1)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and _lines(out, err) == [] and err.count("W&B service lost") == 1, err[-3000:]
+    assert f"{NAME}: resuming from" in out and f"{NAME}: test acc final" in out
+    final = _record(tmp_path)
+    assert final["status"] == "complete" and final["resumed"] is True and final["wandb"]["mode"] == "offline"
+    offline = {"execution": {**straight["execution"], "wandb_mode": "offline"}, "wandb": final["wandb"]}
+    assert _comparable(final) == _comparable({**straight, **offline})  # every field and curve, times excepted
+    after = json.loads((tmp_path / "results" / "00000000-s0.json").read_text())  # the worker's next run
+    (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{after['wandb']['id']}")
+    sent = wandb_offline.sent_by(run_dir)  # a service of its own: its record saved and its run finished
+    assert after["status"] == "complete" and sent.exit_code == 0 and RECORD_FILE in sent.files
+
+
+SERVICE_GONE_AFTER_THE_RUN = """
+    import os, signal, sys
+    from pathlib import Path
+    import wandb
+    from nbm_lightning import tracking
+    logger = tracking.make_logger("offline", "p", "", "00000000-s0", "00000000", [], {}, None, Path("."))
+    logger.log_metrics({"loss": 1.0})
+    wandb.finish()
+    tasks = Path("/proc/self/task").iterdir()  # wandb-core is a child of this process (of the thread that started it)
+    (core,) = [int(pid) for task in tasks for pid in (task / "children").read_text().split()]
+    os.kill(core, signal.SIGTERM)  # SLURM's signal, after the run and before this process ends
+    os.waitpid(core, 0)
+    sys.exit(143)
+"""
+
+
+def test_a_wandb_service_gone_after_the_run_leaves_no_traceback_at_exit(tmp_path):
+    """W&B's own exit hook tears its service down: where the service is gone already, the process exits quietly."""
+    proc = _fit(tmp_path, env=_env(WANDB_DIR=str(tmp_path)), code=SERVICE_GONE_AFTER_THE_RUN)
+    assert proc.returncode == 143 and proc.stdout + proc.stderr == "", proc.stderr[-3000:]
 
 
 FAKE_PYTHON = """#!/bin/bash

@@ -34,7 +34,8 @@ TIME_FIELDS = {"wall_time_s", "train_time_s", "started_at", "finished_at", "resu
 LOG_LINES = [
     r"task \d+: .*",
     r"worker: .*",
-    r"W&B offline \(no credentials found\): upload later with `wandb sync \S+`",
+    r"W&B offline \(--wandb-mode offline\): upload later with `wandb sync \S+`",  # the script asks for offline
+    r"\d{8}-s\d: W&B service lost \(.+\); this run's W&B data stops here; its record and checkpoint are unaffected",
     r"epoch \d+/\d+ lr [\d.]+ train loss [\d.]+ acc [\d.]+% \| eval loss [\d.]+ acc [\d.]+% \| [\d.]+s",
     r"\d{8}-s\d: (test acc final|complete in|resuming from|preempted by|preempted in) .*",
     r"slurmstepd(-\S+)?: error: \*\*\* JOB \d+ ON \S+ CANCELLED AT \S+( DUE TO JOB REQUEUE)? \*\*\*",

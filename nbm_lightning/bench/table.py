@@ -25,8 +25,8 @@ import numpy as np
 from ..arch.codes import all_codes, canonical, unique_codes
 from ..core.errors import UserError, require
 from ..core.jsonread import JSONReadError, loads, read_bytes
-from ..core.validate import check_choice, check_int, check_number, fail
-from ..export.extended import ACC_RANGE, MAX_COUNT, shown, value_problem
+from ..core.validate import check_choice, check_int, check_number, fail, shown
+from ..export.extended import ACC_RANGE, MAX_COUNT, value_problem
 from ..records.run_record import METRIC_FIELDS
 from .budget import Budget
 from .fetch import ENV_BENCHMARK, ENV_CACHE, ENV_URL, PUBLISHED_NAME, cache_dir, cached_published, published_file

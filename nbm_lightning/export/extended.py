@@ -72,6 +72,7 @@ import numpy as np
 from ..arch.codes import unique_codes
 from ..core.atomic import atomic_write_text
 from ..core.jsonread import JSONReadError, read_json
+from ..core.validate import shown
 from ..records.recipe import SEEDS
 from ..records.run_record import METRIC_FIELDS, RunRecord
 
@@ -188,12 +189,6 @@ def validate(data: Any, where: str) -> None:
     problem = _problem(data)
     if problem:
         raise ValueError(f"{where!r} is not a valid {FORMAT} v{VERSION} file: {problem}")
-
-
-def shown(value: Any, limit: int = 60) -> str:
-    """repr(value), cut to about `limit` characters (a huge value in a file never makes a huge message)."""
-    text = repr(value) if not isinstance(value, (dict, list)) or len(value) < limit else f"<{type(value).__name__}>"
-    return text if len(text) <= limit else f"{text[: limit - 3]}..."
 
 
 def value_problem(

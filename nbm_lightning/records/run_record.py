@@ -45,6 +45,7 @@ from ..arch.codes import canonical as canonical_of
 from ..arch.codes import is_canonical
 from ..core.atomic import write_json
 from ..core.jsonread import JSONReadError, loads, read_bytes
+from ..core.validate import shown
 from .recipe import SEED_MAX, Recipe
 from .runkeys import record_fields
 
@@ -185,7 +186,7 @@ class RunRecord:
         record = cls(**(_upgrade_v1(values, source) if version == 1 else values))
         if data.get("run_name", record.run_name) != record.run_name:
             raise RecordError(
-                f"malformed run record {source!r}: run_name {_cut(data['run_name'])} is not {record.run_name}"
+                f"malformed run record {source!r}: run_name {shown(data['run_name'])} is not {record.run_name}"
             )
         return record
 
@@ -248,22 +249,22 @@ class RunRecord:
     def _identity_problem(self) -> str | None:
         """The code, seed, file name and recipe hash do not agree (the record is not what it says it is)."""
         if not is_canonical(self.canonical):
-            return f"canonical {_cut(self.canonical)} is not a canonical code"
+            return f"canonical {shown(self.canonical)} is not a canonical code"
         try:
             ok = canonical_of(self.arch) == self.canonical
         except (TypeError, ValueError) as err:
             return str(err)
         if not ok:
-            return f"arch {_cut(self.arch)} is not a form of {self.canonical}"
+            return f"arch {shown(self.arch)} is not a form of {self.canonical}"
         if not 0 <= self.seed <= SEED_MAX:
-            return f"seed {_cut(self.seed)} is not in 0..{SEED_MAX}"
+            return f"seed {shown(self.seed)} is not in 0..{SEED_MAX}"
         if self.file_name is not None and self.file_name != f"{self.run_name}.json":
-            return f"file name {_cut(self.file_name)} does not match the run it holds, {self.run_name}"
+            return f"file name {shown(self.file_name)} does not match the run it holds, {self.run_name}"
         held = recipe_hash_of(self.recipe)
         if held.startswith("!"):
             return f"its recipe is not valid ({held[1:]})"
         if held != self.recipe_hash:
-            return f"recipe_hash {_cut(self.recipe_hash)} is not the hash of its recipe fields ({held})"
+            return f"recipe_hash {shown(self.recipe_hash)} is not the hash of its recipe fields ({held})"
         return None
 
     def _truncation(self) -> str | None:
@@ -300,13 +301,13 @@ class RunRecord:
                 return f"{best} {values[best]} is below {final} {values[final]}"
         epochs = self.epochs_completed if self.epochs_completed is not None else self.recipe_epochs
         if self.best_epoch is not None and not 0 <= self.best_epoch < epochs:
-            return f"best_epoch {_cut(self.best_epoch)} is not one of the {epochs} epochs (0..{epochs - 1})"
+            return f"best_epoch {shown(self.best_epoch)} is not one of the {epochs} epochs (0..{epochs - 1})"
         return None
 
     def _values_problem(self) -> str | None:
         """A count or time that is negative, non-finite or past MAX_COUNT."""
         values = {"ptflops_macs": self.ptflops_macs, "train_time_s": self.train_time_s, "wall_time_s": self.wall_time_s}
-        bad = {k: _cut(v) for k, v in values.items() if v is not None and not (0 <= v <= MAX_COUNT)}  # NaN fails too
+        bad = {k: shown(v) for k, v in values.items() if v is not None and not (0 <= v <= MAX_COUNT)}  # NaN fails too
         return f"{bad} outside 0..{MAX_COUNT}" if bad else None
 
     def _complexity_problem(self, expected: Complexity) -> str | None:
@@ -329,7 +330,7 @@ def _data_problem(data: Mapping[str, Any] | None) -> str | None:
         or not (isinstance(size, int) and not isinstance(size, bool) and 0 <= size <= MAX_COUNT)
         or not isinstance(checked, bool)
     ):
-        return f"malformed data fingerprint {_cut(data)}: expected kind, files_sha256 (hex), bytes and md5_checked"
+        return f"malformed data fingerprint {shown(data)}: expected kind, files_sha256 (hex), bytes and md5_checked"
     return None
 
 
@@ -348,14 +349,8 @@ def recipe_hash_of(recipe: Mapping[str, Any]) -> str:
         try:
             _RECIPE_HASHES[key] = Recipe(**recipe).hash()
         except (TypeError, ValueError) as err:
-            _RECIPE_HASHES[key] = f"!{_cut(' '.join(str(err).split()))}"
+            _RECIPE_HASHES[key] = f"!{shown(' '.join(str(err).split()))}"
     return _RECIPE_HASHES[key]
-
-
-def _cut(value: Any, limit: int = 80) -> str:
-    """repr of a value read from a file, cut to `limit` characters (a hostile value may be huge)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def record_files(folder: str | Path) -> tuple[list[Path], list[str]]:
@@ -419,35 +414,35 @@ def _derive(arch: Any, recipe: Any, recipe_hash: Any) -> dict[str, Any]:
 
 def _str(value: Any) -> str:
     if not isinstance(value, str):
-        raise TypeError(f"expected a str, got {_cut(value)}")
+        raise TypeError(f"expected a str, got {shown(value)}")
     return value
 
 
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an int, got {_cut(value)}")
+        raise TypeError(f"expected an int, got {shown(value)}")
     return value
 
 
 def _num(value: Any) -> float:
     """A JSON number (NaN/inf kept, for the rules to reject; an integer past float's range refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected a number, got {_cut(value)}")
+        raise TypeError(f"expected a number, got {shown(value)}")
     if isinstance(value, int) and abs(value) > MAX_COUNT:
-        raise TypeError(f"expected a number of at most {MAX_COUNT}, got {_cut(value)}")
+        raise TypeError(f"expected a number of at most {MAX_COUNT}, got {shown(value)}")
     return value
 
 
 def _dict(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise TypeError(f"expected a mapping, got {_cut(value)}")
+        raise TypeError(f"expected a mapping, got {shown(value)}")
     return value
 
 
 def _choice(choices: Sequence[str]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
-            raise TypeError(f"expected one of {', '.join(choices)}, got {_cut(value)}")
+            raise TypeError(f"expected one of {', '.join(choices)}, got {shown(value)}")
         return value
 
     return check
@@ -483,7 +478,7 @@ def _counts(value: Any) -> dict[str, int]:
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {_cut(value)}")
+        raise TypeError(f"expected true or false, got {shown(value)}")
     return value
 
 

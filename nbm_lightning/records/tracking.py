@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import netrc
 import os
 import re
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,15 +80,15 @@ def make_logger(
     run_id: str | None,
     save_dir: Path,
 ) -> Any:
-    """A WandbLogger for one run; resumes `run_id` where given (unless a sweep agent chose the id)."""
+    """A WandbLogger for one run, as a mirror (WandbMirror: its calls stop, with one line, once W&B's service is
+    gone); resumes `run_id` where given (unless a sweep agent chose the id)."""
     import wandb
-    from pytorch_lightning.loggers import WandbLogger
 
     os.environ.setdefault("WANDB_CONSOLE", "off")  # keep the terminal's progress bar intact
     in_sweep = bool(os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"))
     kwargs: dict[str, Any] = {} if in_sweep or run_id is None else {"id": run_id, "resume": "allow"}
     save_dir.mkdir(parents=True, exist_ok=True)
-    logger = WandbLogger(
+    logger = _mirror_logger_class()(
         project=project,
         entity=entity or None,
         name=name,
@@ -97,12 +102,88 @@ def make_logger(
         settings=_console_settings(wandb, mode),
         **kwargs,
     )
+    logger.mirror = WandbMirror(name)
     logger._wandb_init.pop("anonymous", None)  # Lightning passes anonymous=None: W&B warns that it has no effect
     run = logger.experiment
+    atexit.unregister(_teardown_at_exit)  # registered after W&B's own hook (wandb.init), so that it runs first
+    atexit.register(_teardown_at_exit)
     if mode != "disabled":
-        run.define_metric(EVAL_ACC_KEY, summary="max,last")
-        run.define_metric(TRAIN_LOSS_KEY, summary="min,last")
+        with logger.mirror.calls():
+            run.define_metric(EVAL_ACC_KEY, summary="max,last")
+            run.define_metric(TRAIN_LOSS_KEY, summary="min,last")
     return logger
+
+
+# ---------------------------------------------------------------- W&B as a mirror: its service may go away
+# SLURM sends SIGTERM to every process of a job (scancel, preemption), W&B's service process (wandb-core, which runs
+# in a session of its own) too. The record and the checkpoint are the truth, W&B only mirrors them: a run that finds
+# the service gone says so in one line and carries on (preempted, complete) without W&B.
+
+
+def service_lost_errors() -> tuple[type[BaseException], ...]:
+    """What W&B's calls raise once its service is gone (wandb 0.31): the socket's errors (ConnectionResetError
+    'Connection lost', BrokenPipeError) and its mailbox's (a request on, or a wait for a reply from, a closed one)."""
+    from wandb.sdk.mailbox import HandleAbandonedError, MailboxClosedError
+
+    return (ConnectionError, MailboxClosedError, HandleAbandonedError)
+
+
+class WandbMirror:
+    """One run's W&B mirror: live until a W&B call finds the service gone, then off for the rest of the run."""
+
+    def __init__(self, run_name: str):
+        self.run_name = run_name  # the run the one line names
+        self.lost: str | None = None  # why the service is gone (the error a call raised), once found
+
+    @contextlib.contextmanager
+    def calls(self) -> Iterator[None]:
+        """Around W&B calls: a call that finds the service gone ends the mirror (one line), never the run."""
+        try:
+            yield
+        except service_lost_errors() as err:
+            self.lose(err)
+
+    def lose(self, err: BaseException) -> None:
+        """Say once that the service is gone, and let go of it (the next run of this process starts its own)."""
+        if self.lost is not None:
+            return
+        self.lost = " ".join(f"{type(err).__name__}: {err}".split())
+        print(f"{self.run_name}: W&B service lost ({self.lost}); this run's W&B data stops here; its record and "
+              "checkpoint are unaffected", file=sys.stderr, flush=True)  # fmt: skip
+        from wandb.sdk.lib import module
+
+        _teardown_at_exit()
+        module.unset_globals()  # wandb.run: never finished, it would be the next WandbLogger's run (Lightning's reuse)
+
+
+def _teardown_at_exit() -> None:
+    """W&B's teardown (what its own atexit hook does, which it unregisters), where a service found gone only
+    raises: W&B's hook would print a traceback at exit; an exit status from it is not this process's."""
+    import wandb
+
+    try:
+        wandb.teardown()
+    except (*service_lost_errors(), SystemExit):
+        pass
+
+
+@functools.cache
+def _mirror_logger_class() -> type:
+    """Lightning's WandbLogger whose calls (those Lightning makes) stop once its `mirror` is lost (built on first use:
+    Lightning loads only with a run)."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    def mirrored(method: Any) -> Any:
+        def call(self: Any, *args: Any, **kwargs: Any) -> None:
+            if self.mirror.lost is None:
+                with self.mirror.calls():
+                    method(self, *args, **kwargs)
+
+        return call
+
+    names = ("log_hyperparams", "log_metrics", "log_table", "log_text", "log_image", "log_audio", "log_video",
+             "after_save_checkpoint", "finalize")  # fmt: skip
+    return type("WandbMirrorLogger", (WandbLogger,), {name: mirrored(getattr(WandbLogger, name)) for name in names})
 
 
 def _console_settings(wandb: Any, mode: str) -> Any:

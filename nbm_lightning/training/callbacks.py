@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -59,9 +60,11 @@ class RunRecorder(pl.Callback):
         run = wandb_run(trainer)
         if run is not None:  # the config is complete since wandb.init: add what is measured on the built network
             device = {"device_name": device_info(pl_module.device)["name"]}
-            run.config.update({**self.complexity, **device}, allow_val_change=True)
-            run.summary.update(self.complexity)
-            log_architecture(run, self.identity["arch"], Path(self.execution.ckpt_dir) / ARCH_CACHE, self.complexity)
+            cache = Path(self.execution.ckpt_dir) / ARCH_CACHE
+            with wandb_calls(trainer):
+                run.config.update({**self.complexity, **device}, allow_val_change=True)
+                run.summary.update(self.complexity)
+                log_architecture(run, self.identity["arch"], cache, self.complexity)
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: MacroNetModule) -> None:
         if trainer.datamodule.eval_split == "test" and not trainer.interrupted:
@@ -91,7 +94,8 @@ class RunRecorder(pl.Callback):
         """Tell W&B the run is being preempted (it requeues such a run when it exits non-zero)."""
         run = wandb_run(trainer)
         if run is not None and hasattr(run, "mark_preempting"):
-            run.mark_preempting()
+            with wandb_calls(trainer):
+                run.mark_preempting()
 
     def write(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None = None) -> Path:
         """Build and atomically write the run record; mirror the headline numbers to W&B.
@@ -115,8 +119,9 @@ class RunRecorder(pl.Callback):
             trace.phase("record", "end", status)
         run = wandb_run(trainer)
         if run is not None:
-            run.summary.update(runkeys.summary(self.record))
-            save_record(run, self.record)
+            with wandb_calls(trainer):
+                run.summary.update(runkeys.summary(self.record))
+                save_record(run, self.record)
         return self.path
 
     def build(self, trainer: pl.Trainer, module: MacroNetModule, status: str, error: str | None) -> RunRecord:
@@ -162,12 +167,22 @@ def _accuracies(curves: dict[str, list[float]], eval_split: str, test: dict[str,
     }  # fmt: skip
 
 
-def wandb_run(trainer: pl.Trainer) -> Any:
-    """The live W&B run of the trainer's logger, or None."""
+def wandb_run(trainer: pl.Trainer, lost_too: bool = False) -> Any:
+    """The live W&B run of the trainer's logger, or None (also once its service is lost, unless `lost_too`)."""
     from pytorch_lightning.loggers import WandbLogger
 
     logger = trainer.logger
-    return logger.experiment if isinstance(logger, WandbLogger) else None
+    if not isinstance(logger, WandbLogger):
+        return None
+    mirror = getattr(logger, "mirror", None)
+    return logger.experiment if lost_too or mirror is None or mirror.lost is None else None
+
+
+def wandb_calls(trainer: pl.Trainer) -> contextlib.AbstractContextManager[None]:
+    """Around W&B calls of the trainer's run: a call that finds W&B's service gone ends the mirror with one line,
+    not the run (tracking.WandbMirror)."""
+    mirror = getattr(trainer.logger, "mirror", None)
+    return mirror.calls() if mirror is not None else contextlib.nullcontext()
 
 
 def save_record(run: Any, record: RunRecord) -> Path:
@@ -192,7 +207,7 @@ def log_architecture(run: Any, code: str, cache: Path, counts: dict[str, int]) -
 
 
 def _wandb_info(trainer: pl.Trainer) -> dict[str, Any] | None:
-    run = wandb_run(trainer)
+    run = wandb_run(trainer, lost_too=True)  # read here, not asked of the service: the run its data went to
     if run is None or getattr(run, "disabled", False):
         return None
     mode = run.settings.mode

@@ -13,6 +13,9 @@ import contextlib
 import hashlib
 import math
 import os
+import pickle
+import threading
+import types
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+import torchvision.datasets.cifar
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -232,31 +236,73 @@ def open_cifar10(root: str | os.PathLike, train: bool) -> CIFAR10:
         ) from err
 
 
-def _decoded(root: str | os.PathLike, train: bool, download: bool = False) -> CIFAR10:
-    """torchvision's CIFAR10 of `root`; a file it cannot decode (truncated, not CIFAR-10) is a DataMissingError
-    naming the file (its RuntimeError, a failed md5 check or download, is the caller's)."""
+class ArrayUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only: a CIFAR-10 file can name no other callable, so an unchecked
+    file (NBM_CIFAR_SKIP_MD5) or a crafted one runs nothing."""
+
+    ALLOWED = frozenset({
+        ("numpy", "ndarray"), ("numpy", "dtype"),  # an array's class and its dtype
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),  # protocols <= 4
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # protocol 5
+        ("_codecs", "encode"),  # bytes in a protocol-2 pickle written by Python 3
+    })  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not plain data (only numpy arrays are allowed)")
+        return super().find_class(module, name)
+
+
+class UndecodableFile(Exception):
+    """A CIFAR-10 file that does not unpickle as plain data (truncated, not CIFAR-10, or naming code)."""
+
+    def __init__(self, path: str, cause: BaseException):
+        super().__init__(f"{path}: {_one_line(cause)}")
+        self.path, self.cause = path, cause
+
+
+def _array_load(file: object, **kwargs: object) -> object:
+    """pickle.load through ArrayUnpickler (torchvision passes encoding="latin1"); UndecodableFile naming the file."""
     try:
-        return dataset_class()(str(Path(root).expanduser()), train=train, download=download)
-    except (RuntimeError, OSError):  # a failed md5 check, download or read: the caller's to report
-        raise
-    except Exception as err:  # noqa: BLE001 (whatever unpickling a damaged file raises: UnpicklingError, EOFError, ...)
-        name = _failing_file(err) or f"a file of {cifar10_folder(root)}"
+        return ArrayUnpickler(file, **kwargs).load()  # type: ignore[arg-type]
+    except Exception as err:  # noqa: BLE001 (whatever a damaged pickle raises: UnpicklingError, EOFError, ...)
+        raise UndecodableFile(str(getattr(file, "name", "?")), err) from None
+
+
+_ARRAYS_ONLY = types.SimpleNamespace(load=_array_load)  # the `pickle` torchvision's cifar module sees while loading
+_LOADING = threading.Lock()  # one CIFAR-10 load at a time swaps that name
+
+
+@contextlib.contextmanager
+def _arrays_only() -> Iterator[None]:
+    """torchvision's CIFAR10 loader unpickles through ArrayUnpickler inside (its code runs unchanged)."""
+    with _LOADING:
+        torchvision.datasets.cifar.pickle = _ARRAYS_ONLY
+        try:
+            yield
+        finally:
+            torchvision.datasets.cifar.pickle = pickle
+
+
+def _decoded(root: str | os.PathLike, train: bool, download: bool = False) -> CIFAR10:
+    """torchvision's CIFAR10 of `root`, its files unpickled as arrays only; a file it cannot decode (truncated, not
+    CIFAR-10, naming code) is a DataMissingError naming the file (its RuntimeError, a failed md5 check or
+    download, is the caller's)."""
+    try:
+        with _arrays_only():
+            return dataset_class()(str(Path(root).expanduser()), train=train, download=download)
+    except UndecodableFile as err:
         raise DataMissingError(
-            f"CIFAR-10 file {name} cannot be decoded ({_one_line(err)}): it is truncated or not CIFAR-10; "
+            f"CIFAR-10 file {err.path} cannot be decoded ({_one_line(err.cause)}): it is truncated or not CIFAR-10; "
             f"{_by_hand(root)}"
         ) from None
-
-
-def _failing_file(err: BaseException) -> str | None:
-    """The file torchvision's CIFAR10 was unpickling when `err` was raised there (from its frame), else None (an
-    error raised deeper, in numpy say, comes after the files were read)."""
-    tb = err.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    if tb is None or tb.tb_frame.f_globals.get("__name__") != CIFAR10.__module__:
-        return None
-    found = tb.tb_frame.f_locals.get("file_path") or tb.tb_frame.f_locals.get("path")
-    return str(found) if isinstance(found, (str, os.PathLike)) else None
+    except (RuntimeError, OSError):  # a failed md5 check, download or read: the caller's to report
+        raise
+    except Exception as err:  # noqa: BLE001 (decoded files of the wrong shape: numpy's errors)
+        raise DataMissingError(
+            f"CIFAR-10 files of {cifar10_folder(root)} cannot be decoded ({_one_line(err)}): not CIFAR-10; "
+            f"{_by_hand(root)}"
+        ) from None
 
 
 def fingerprint(root: str | os.PathLike) -> dict[str, object]:

@@ -31,7 +31,16 @@ from ..records.run_record import COMPLETE, RunRecord
 from ..records.runkeys import DATA_KEY, run_config
 from ..records.tracking import make_logger, offline_note, resolve_mode
 from . import checkpoints
-from .callbacks import EpochCheckpoint, EpochProgressBar, RunControl, RunPreempted, RunRecorder, RunStopped
+from .callbacks import (
+    EpochCheckpoint,
+    EpochProgressBar,
+    RunControl,
+    RunPreempted,
+    RunRecorder,
+    RunStopped,
+    wandb_calls,
+    wandb_run,
+)
 from .data import CIFAR10DataModule, DataCache, fingerprint
 from .module import MacroNetModule, NonFiniteLossError
 
@@ -235,10 +244,10 @@ def _fit(
         if recorder.kept:  # a --force run over a complete record: that record stays
             said = f"kept the record at {job.record_path}; --force trains again from the start"
         print(f"{job.name}: {err}; {said}", file=sys.stderr)
-        _finish_wandb(PREEMPTED_EXIT)  # before the agent finishes it: W&B requeues a preempting run that exits non-zero
+        _finish_wandb(trainer, PREEMPTED_EXIT)  # before the agent does: W&B requeues a preempting run exiting non-zero
         return PREEMPTED_EXIT
     finally:
-        _finish_wandb()
+        _finish_wandb(trainer)
     record = recorder.record
     if record is None or record.status != COMPLETE:
         why = record.error if record is not None else "interrupted before the end"
@@ -292,11 +301,13 @@ def _extra(dm: CIFAR10DataModule, ckpt: Path) -> dict[str, Any]:
     return extra
 
 
-def _finish_wandb(exit_code: int | None = None) -> None:
-    """Close the W&B run so offline files are complete (W&B is never imported by a run that did not use it)."""
+def _finish_wandb(trainer: pl.Trainer, exit_code: int | None = None) -> None:
+    """Close the W&B run so offline files are complete (W&B is never imported by a run that did not use it); where
+    its service is gone, the run's mirror says so once (tracking.WandbMirror) and nothing is closed."""
     wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish(exit_code=exit_code)
+    if wandb is not None and wandb.run is not None and wandb_run(trainer) is not None:
+        with wandb_calls(trainer):
+            wandb.finish(exit_code=exit_code)
 
 
 def _result_line(record: RunRecord) -> str:
