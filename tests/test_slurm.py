@@ -1,4 +1,4 @@
-"""`sbatch sweeps/slurm_array.sh` under a real one-node SLURM (tests/slurm_cluster.py), on a tiny recipe and
+"""`sbatch sweeps/slurm_array.sh` under a real one-node SLURM (tests/helpers/slurm_cluster.py), on a tiny recipe and
 synthetic data: preemption (time-limit warning, SIGTERM), requeue and exact resume, cancel and resubmit.
 
 Skips where the cluster cannot be started (not root, not Debian, SLURM not installed); fails instead under
@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-import slurm_cluster
 import yaml
+from helpers import slurm_cluster
 
 from nbm_lightning.records.job import index_to_pair
 from nbm_lightning.synthetic.cifar10 import write_cifar10
