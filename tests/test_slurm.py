@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -140,10 +141,13 @@ def _check_the_array(cluster, work: Path, env: dict[str, str]) -> tuple[dict[int
     log = {task: work / "logs" / "slurm" / f"{job}_{task}.out" for task in range(TASKS)}
     # Mid-epoch 2 of each task's first pair: task 0 gets the time-limit warning, task 1 a preemption's SIGTERM to
     # all of its processes (both requeue themselves), and the user cancels tasks 2 and 3 (half the array).
-    _signal_mid_epoch(cluster, job, 0, log[0], "--batch", "--signal=USR1")
-    _signal_mid_epoch(cluster, job, 1, log[1], "--signal=TERM", "--full")
-    for task in (2, 3):
-        _signal_mid_epoch(cluster, job, task, log[task])
+    # Each task is signalled on a thread of its own, timed from its own log: one task's wait never delays another's
+    # signal past its first pair.
+    signals = {0: ("--batch", "--signal=USR1"), 1: ("--signal=TERM", "--full"), 2: (), 3: ()}
+    with ThreadPoolExecutor(len(signals)) as pool:
+        sent = [pool.submit(_signal_mid_epoch, cluster, job, task, log[task], *how) for task, how in signals.items()]
+        for future in sent:
+            future.result()  # a task that never reached epoch 2 fails the test here
     cluster.wait_idle(600)
     for task, how in ((0, "SIGUSR1"), (1, "SIGTERM")):
         text = log[task].read_text()
