@@ -6,7 +6,7 @@ trained twice, and every record must equal that of an uninterrupted run.
 
 Runs: grid pairs 0..runs-1, 3 epochs of 128 synthetic learnable images each (4 steps an epoch), W&B disabled,
 one compute thread, through one `fit --index 0-(runs-1)` worker process at a time, with the phase trace on
-(`nbm_lightning/trace.py`: each process appends `time pid phase step detail` lines to one file).
+(`nbm_lightning/core/trace.py`: each process appends `time pid phase step detail` lines to one file).
 
 1. Measure: the command runs uninterrupted in a folder of its own; its trace gives the start-up time (process
    start to the first job's setup), the time per run and each phase's mean duration.
@@ -48,9 +48,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from nbm_lightning import trace
-from nbm_lightning.job import index_to_pair
-from nbm_lightning.record import COMPLETE, RecordError, RunRecord, run_name
+from nbm_lightning.core import trace
+from nbm_lightning.records.job import index_to_pair
+from nbm_lightning.records.run_record import COMPLETE, RecordError, RunRecord, run_name
 
 TINY = ["--download=false", "--epochs=3", "--batch-size=32", "--eval-batch-size=64", "--progress=false",
         "--accelerator=cpu", "--num-workers=0", "--wandb-mode=disabled"]  # fmt: skip
@@ -137,7 +137,7 @@ def measure(events: Sequence[Event], started_at: float) -> dict[str, float]:
     setups = [e.t for e in events if e.name == "setup"]
     ends = [e.t for e in events if e.name == "record" and e.step == "end"]
     if not setups or not ends:
-        raise RuntimeError("the uninterrupted run traced no whole run: is nbm_lightning.trace hooked in?")
+        raise RuntimeError("the uninterrupted run traced no whole run: is nbm_lightning.core.trace hooked in?")
     spans: dict[str, list[float]] = defaultdict(list)
     previous = None
     for e, following in zip(events, events[1:]):
@@ -417,7 +417,7 @@ def _env(tracefile: Path) -> dict[str, str]:
 
 def run_check(work: Path, settings: Settings) -> dict[str, Any]:
     """Measure, kill, finish and judge in `work`; the report."""
-    from nbm_lightning.synthetic import write_cifar10
+    from nbm_lightning.synthetic.cifar10 import write_cifar10
 
     data = write_cifar10(work / "data", n_train=128, n_test=64, learnable=True, seed=0).parent
     argv, names = command(data, settings.runs), [run_name(*index_to_pair(i)) for i in range(settings.runs)]

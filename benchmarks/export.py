@@ -2,13 +2,12 @@
 
 Targets (two CPU cores): each export under 10 s (the CLI's wall time, interpreter start included), loading the
 extended file under 1 s. CPU seconds (the export's worker included) and the load average are reported too:
-wall times are only comparable on an otherwise idle machine. `make_record` / `write_records` also build the
-records of tests/test_export.py (through nbm_lightning.record.RunRecord).
+wall times are only comparable on an otherwise idle machine. The records come from nbm_lightning.synthetic.records
+(`grid_records` / `write_records`, built through `RunRecord`; tests/test_export.py uses them too).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import resource
@@ -16,85 +15,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from nbm_lightning.config import SEEDS, Execution, Recipe
+from nbm_lightning.arch.codes import unique_codes
 from nbm_lightning.export import extended
-from nbm_lightning.record import COMPLETE, CURVES, WHOLE_FILES, RunRecord, run_name
-from nbm_lightning.search_space import unique_codes
-
-RECIPE = Recipe()  # the published recipe: 50 epochs
-FINISHED_AT = "2026-01-01T00:00:00+00:00"  # default end time of a synthetic run
-DATA = {"kind": WHOLE_FILES, "files_sha256": "0" * 64, "bytes": 186_214_114, "md5_checked": True}  # a fingerprint
-
-
-def curves(epochs: int, final_acc: float, rng: np.random.Generator) -> dict[str, list]:
-    """Plausible per-epoch curves (every name of record.CURVES) ending at `final_acc` (percent)."""
-    t = np.arange(epochs)
-    rise = 1 - np.exp(-(t + 1) / max(epochs / 5, 1))
-    noise = rng.normal(0, 0.3, (3, epochs))
-    values = {
-        "epoch": t.tolist(), "lr": [RECIPE.lr_at(int(e) * RECIPE.epochs // epochs) for e in t],
-        "train_loss": (2.3 * (1 - rise) + 0.05 + noise[0] * 0.01).tolist(), "train_acc": (100 * rise).tolist(),
-        "eval_loss": (2.3 * (1 - rise) + 0.3 + noise[1] * 0.01).tolist(),
-        "eval_acc": (final_acc * rise + noise[2]).tolist()[:-1] + [final_acc], "epoch_time_s": (10 + noise[0]).tolist(),
-    }  # fmt: skip
-    return {name: values[name] for name in CURVES}
-
-
-def make_record(
-    code: str,
-    seed: int,
-    counts: tuple[int, int],
-    best: float,
-    final: float,
-    curve_epochs: int | None = None,
-    recipe: Recipe = RECIPE,
-    **fields: Any,
-) -> dict[str, Any]:
-    """A complete run record of (canonical code, seed), built through RunRecord, as the JSON object on disk.
-
-    Curves of `curve_epochs` epochs (default: the recipe's; a complete record's curves span every epoch).
-    `fields` override any RunRecord field (e.g. status="failed", params=..., epochs_completed=..., curves=None).
-    """
-    rng = np.random.default_rng(seed * 10_000 + int(code, 3))
-    curve = curves(recipe.epochs if curve_epochs is None else curve_epochs, final, rng)
-    record = RunRecord(
-        canonical=code, seed=seed, arch=code, recipe=dataclasses.asdict(recipe), recipe_hash=recipe.hash(),
-        status=COMPLETE, eval_split="test", epochs_completed=recipe.epochs, test_acc_final=final,
-        test_acc_best=best, best_epoch=recipe.epochs - 1, params=counts[0], flops=counts[1],
-        ptflops_macs=counts[1] + 10, curves=curve, train_time_s=float(sum(curve["epoch_time_s"])), wall_time_s=600.0,
-        execution=dataclasses.asdict(Execution()), versions={"torch": "2.4.1", "git_commit": "0" * 40},
-        device={"type": "cuda", "name": "NVIDIA H100", "count": 1, "host": "node1"},
-        wandb={"id": f"{code}s{seed}", "url": None, "project": "nas-bench-macro", "mode": "offline", "sweep_id": None},
-        started_at=FINISHED_AT, finished_at=FINISHED_AT, resumed=False, data=DATA,
-    )  # fmt: skip
-    return dataclasses.replace(record, **fields).to_dict()
-
-
-def write_records(folder: Path, items: Iterable[dict[str, Any]]) -> int:
-    """Write records to folder/<canonical>-s<seed>.json (plain writes: fast, for tests and benchmarks)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    count = 0
-    for record in items:
-        (folder / f"{run_name(record['canonical'], record['seed'])}.json").write_text(json.dumps(record))
-        count += 1
-    return count
-
-
-def grid_records(codes: Iterable[str], curve_epochs: int | None = None) -> Iterable[dict[str, Any]]:
-    """Synthetic complete records of every (code, seed): accuracies from the code, counts from complexity()."""
-    from nbm_lightning.complexity import complexity
-
-    for code in codes:
-        c = complexity(code)
-        for seed in SEEDS:
-            final = 80 + int(code, 3) % 1500 / 100 + seed / 10
-            yield make_record(code, seed, (c.params, c.flops), final + 0.2, final, curve_epochs)
+from nbm_lightning.synthetic.records import grid_records, write_records
 
 
 def _timed_cli(*args: str) -> tuple[float, float]:

@@ -35,9 +35,9 @@ import torch
 from torch import Tensor, nn
 
 from benchmarks.train_speed import Batch, PlainLoop, TrainPath, make_net
-from nbm_lightning.config import Recipe
-from nbm_lightning.data import TensorLoader
-from nbm_lightning.module import make_sgd
+from nbm_lightning.records.recipe import Recipe
+from nbm_lightning.training.data import TensorLoader
+from nbm_lightning.training.module import make_sgd
 
 REFERENCE = TrainPath("reference", sgd_impl="auto", cudnn_benchmark=False)
 TOLERANCE = {"fp32": 1e-3, "tf32": 1e-2}  # relative: gradients (L2) and losses

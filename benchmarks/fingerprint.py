@@ -1,4 +1,4 @@
-"""Time the data fingerprint (`nbm_lightning.data.fingerprint`) on a CIFAR-10-sized synthetic folder.
+"""Time the data fingerprint (`nbm_lightning.training.data.fingerprint`) on a CIFAR-10-sized synthetic folder.
 
 A synthetic CIFAR-10 of the real size (50,000 + 10,000 images, ~178 MB) is written to a temporary folder, then
 the fingerprint is taken three times: the first call (every file hashed whole; the files are in the OS page
@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import _cpu_model
-from nbm_lightning import data
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.training import data
 
 
 def head_64k(root: Path) -> float:

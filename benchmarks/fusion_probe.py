@@ -52,10 +52,10 @@ from torch import Tensor, nn
 
 from benchmarks.run import meta
 from benchmarks.train_speed import Batch, synchronize
-from nbm_lightning.config import SEEDS, Execution, Recipe
-from nbm_lightning.model import InvertedResidual, MacroNet
-from nbm_lightning.module import make_sgd
-from nbm_lightning.train import apply_numerics, build_network, seed_run
+from nbm_lightning.arch.network import InvertedResidual, MacroNet
+from nbm_lightning.records.recipe import SEEDS, Execution, Recipe
+from nbm_lightning.training.module import make_sgd
+from nbm_lightning.training.run import apply_numerics, build_network, seed_run
 
 CODE = "12012012"  # the median network (the README's example code)
 NUM_CLASSES = 10  # CIFAR-10

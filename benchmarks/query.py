@@ -8,9 +8,9 @@ import time
 
 import numpy as np
 
+from nbm_lightning.arch.codes import all_codes
 from nbm_lightning.bench import Benchmark, benchmark_path
-from nbm_lightning.errors import UserError
-from nbm_lightning.search_space import all_codes
+from nbm_lightning.core.errors import UserError
 
 QUERIES = 10_000  # query calls timed
 

@@ -1,11 +1,12 @@
-"""Run the README's shell commands in order in a fresh clone, on synthetic data: PASS / FAIL / SKIPPED per command.
+"""Run the shell commands of the README and docs/ in order in a fresh clone, on synthetic data: PASS / FAIL / SKIPPED.
 
     python -m benchmarks.readme_commands [--head] [--only REGEX] [--list] [--keep]
 
-Every line of the README's ```bash blocks is a command (a line of `A && B` is one command per part). Each is
+The pages are read in the order of PAGES (the README first, then docs/; a page of docs/ not named there comes
+last). Every line of their ```bash blocks is a command (a line of `A && B` is one command per part). Each is
 classified: it runs here, or it is SKIPPED because it needs the network (PyPI, the CIFAR-10 download is
 substituted instead), a W&B server, SLURM or a GPU, or it is the test suite (CI's job: `bash .ci/run`). The
-runnable ones run in README order with `bash -c` in a clone of this repository in a temporary folder (the
+runnable ones run in that order with `bash -c` in a clone of this repository in a temporary folder (the
 original is only read): `git clone` of the committed history, then the working tree's files copied over (what
 `git status` would commit; `--head` tests the last commit alone). `python` is this interpreter's environment
 with the clone first on PYTHONPATH. A line `export NAME=VALUE` sets the environment of the commands after it.
@@ -16,7 +17,7 @@ Substitutions (each command's line says which it got):
              NBM_CIFAR_SKIP_MD5=1 is set for all
   epochs     `fit` of the published recipe (no --config, no --epochs) trains `--epochs=1`, not 50
   index      `fit --index A-B` of more than 3 pairs trains A..A+2
-  grid       `export --from results/` reads 11,907 synthetic complete records (benchmarks.export.grid_records)
+  grid       `export --from results/` reads 11,907 synthetic complete records (grid_records of benchmarks.export)
              instead of a whole regenerated benchmark
   published  nas-bench-macro_cifar10.json (downloaded from GitHub in the README) is copied from
              $NBM_REFERENCE_JSON, else ../shared/reference/ beside the repository
@@ -43,14 +44,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-README = ROOT / "README.md"
+PAGES = (  # in this order: a page's commands may use what an earlier page's commands wrote
+    "README.md", "docs/training.md", "docs/query.md", "docs/search.md", "docs/cluster.md", "docs/reliability.md",
+    "docs/wandb.md", "docs/speed.md", "docs/fidelity.md", "docs/layout.md",
+)  # fmt: skip
 TIMEOUT_S = 1800  # per command
 MAX_PAIRS = 3  # `fit --index A-B` trains at most this many pairs here
 PUBLISHED = "nas-bench-macro_cifar10.json"
-SYNTHETIC = "from nbm_lightning.synthetic import write_cifar10; write_cifar10('synthetic', 2000, 500, learnable=True)"
+SYNTHETIC = (
+    "from nbm_lightning.synthetic.cifar10 import write_cifar10; write_cifar10('synthetic', 2000, 500, learnable=True)"
+)
 GRID = (  # 11,907 synthetic complete records (2-epoch curves) into a folder
-    "from pathlib import Path; from benchmarks.export import grid_records, write_records; from nbm_lightning."
-    "search_space import unique_codes; write_records(Path({folder!r}), grid_records(unique_codes(), 2))"
+    "from pathlib import Path; from nbm_lightning.synthetic.records import grid_records, write_records; "
+    "from nbm_lightning.arch.codes import unique_codes; "
+    "write_records(Path({folder!r}), grid_records(unique_codes(), 2))"
 )
 SKIPS = (  # (pattern, why) in order: the first match skips a command
     (r"^pip install", "needs the network (PyPI)"),
@@ -66,9 +73,10 @@ SKIPS = (  # (pattern, why) in order: the first match skips a command
 
 @dataclass
 class Command:
-    """One command of the README and what happens to it here."""
+    """One command of the README or docs/ and what happens to it here."""
 
-    block: int  # its ```bash block, counted from 1
+    page: str  # the page it is on (README.md, docs/...)
+    block: int  # its ```bash block on that page, counted from 1
     text: str  # as written
     skip: str | None = None  # why it does not run here (None: it runs)
     run: str = ""  # what runs (the text after substitutions)
@@ -86,12 +94,18 @@ def bash_blocks(text: str) -> Iterator[tuple[int, str]]:
             yield block, line.strip()
 
 
-def commands(text: str) -> list[Command]:
-    """Every command of the README (`A && B` split), classified, with its substitutions."""
+def pages(root: Path = ROOT) -> list[Path]:
+    """The README and the docs/ pages, in the order of PAGES (other docs/ pages after them, by name)."""
+    named = [root / name for name in PAGES]
+    return [p for p in named if p.is_file()] + sorted(set((root / "docs").glob("*.md")) - set(named))
+
+
+def commands(text: str, page: str = "README.md") -> list[Command]:
+    """Every command of one page (`A && B` split), classified, with its substitutions."""
     found = []
     for block, line in bash_blocks(text):
         for part in line.split(" && "):
-            command = Command(block, part.strip())
+            command = Command(page, block, part.strip())
             command.skip = next((why for pattern, why in SKIPS if re.search(pattern, command.text)), None)
             if command.skip is None:
                 substitute(command)
@@ -225,10 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the classification; run nothing")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
     args = parser.parse_args(argv)
-    found = commands(README.read_text())
+    found = [c for p in pages() for c in commands(p.read_text(), p.relative_to(ROOT).as_posix())]
     if args.list:
         for c in found:
-            print(f"[{c.block:>2}] {'runs' if c.skip is None else 'SKIPPED (' + c.skip + ')'}: {c.run or c.text}")
+            status = "runs" if c.skip is None else f"SKIPPED ({c.skip})"
+            print(f"[{c.page} {c.block:>2}] {status}: {c.run or c.text}")
         return 0
     folder = Path(tempfile.mkdtemp(prefix="nbm-readme-"))
     try:
@@ -249,7 +264,7 @@ def run_all(found: list[Command], folder: Path, args: argparse.Namespace) -> int
             command.skip = "not selected (--only)"
         line = f"SKIPPED  {command.text}  ({command.skip})" if command.skip else execute(command, repo, env)
         failed += line.startswith("FAIL")
-        print(f"[{command.block:>2}] {line}", flush=True)
+        print(f"[{command.page} {command.block:>2}] {line}", flush=True)
     written = sorted(untracked(repo) - before)
     print(
         f"[--] {'FAIL' if written else 'PASS'}     .gitignore covers what the commands wrote"

@@ -35,9 +35,9 @@ from typing import Any
 import torch
 
 from benchmarks import train_speed as ts
-from nbm_lightning.config import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
-from nbm_lightning.data import SKIP_MD5_ENV, missing_files, open_cifar10
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records.recipe import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.training.data import SKIP_MD5_ENV, missing_files, open_cifar10
 
 ARCHS = ("00000000", "12012012", "22222222")  # the smallest, a median and the largest architecture
 SECTIONS = ("pipeline", "training", "overhead", "concurrency", "export", "query", "compile")
@@ -143,7 +143,7 @@ def _versions() -> dict[str, str]:
 
 def _git() -> str:
     """The package's commit, '+dirty' where tracked files changed (the run records' rule: provenance.code_version)."""
-    from nbm_lightning.provenance import code_version
+    from nbm_lightning.core.provenance import code_version
 
     version = code_version()
     return (version["git_commit"] or "unknown") + ("+dirty" if version["git_dirty"] else "")
@@ -430,7 +430,7 @@ def export_section(size: Size) -> dict[str, Any]:
 def query_section() -> dict[str, Any]:
     """benchmarks/query.py's figures, or why they are not available."""
     from benchmarks import query
-    from nbm_lightning.errors import UserError
+    from nbm_lightning.core.errors import UserError
 
     try:
         return query.run()

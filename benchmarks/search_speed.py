@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from nbm_lightning.bench import Benchmark, benchmark_path
-from nbm_lightning.errors import UserError
+from nbm_lightning.core.errors import UserError
 from nbm_lightning.search import oracle, run_trials
 
 ALGOS = ("rs", "re", "ls")  # the algorithms whose total the issue bounds (under 10 s on 2 cores)

@@ -28,10 +28,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nbm_lightning.config import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE, Execution, Recipe
-from nbm_lightning.data import CIFAR10DataModule
-from nbm_lightning.module import MacroNetModule, make_sgd
-from nbm_lightning.train import apply_numerics, build_datamodule, build_module, build_network, build_trainer, seed_run
+from nbm_lightning.records.recipe import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE, Execution, Recipe
+from nbm_lightning.training.data import CIFAR10DataModule
+from nbm_lightning.training.module import MacroNetModule, make_sgd
+from nbm_lightning.training.run import (
+    apply_numerics,
+    build_datamodule,
+    build_module,
+    build_network,
+    build_trainer,
+    seed_run,
+)
 
 RECIPE = Recipe()  # the published recipe
 TRAIN_IMAGES, EVAL_IMAGES, EPOCHS = CIFAR10_TRAIN_SIZE, CIFAR10_TEST_SIZE, RECIPE.epochs  # one run: 50 x (train + eval)
@@ -131,14 +138,14 @@ def quiet_lightning() -> None:
 def make_datamodule(
     data_dir: str | os.PathLike, path: TrainPath, steps: Steps, device: torch.device, seed: int = 0
 ) -> CIFAR10DataModule:
-    """fit's DataModule for a path (nbm_lightning.train.build_datamodule), set up on `device`."""
+    """fit's DataModule for a path (nbm_lightning.training.run.build_datamodule), set up on `device`."""
     dm = build_datamodule(path.recipe(steps), path.execution(data_dir, steps), seed, device)
     dm.setup("fit")
     return dm
 
 
 def make_net(code: str, path: TrainPath, device: torch.device, seed: int = 0) -> nn.Module:
-    """fit's network for a path (seed_run, then nbm_lightning.train.build_network), moved to `device`."""
+    """fit's network for a path (seed_run, then nbm_lightning.training.run.build_network), moved to `device`."""
     seed_run(seed)
     return build_network(code, 10, path.execution()).to(device)
 
@@ -272,13 +279,13 @@ class Stopwatch(pl.Callback):
 
 
 def make_trainer(path: TrainPath, device: torch.device, callbacks: list[pl.Callback], **overrides: Any) -> pl.Trainer:
-    """fit's Trainer for a path (nbm_lightning.train.build_trainer), one epoch unless overridden, no logger."""
+    """fit's Trainer for a path (nbm_lightning.training.run.build_trainer), one epoch unless overridden, no logger."""
     quiet_lightning()
     return build_trainer(path.recipe(), path.execution(), device, callbacks, **{"max_epochs": 1, **overrides})
 
 
 def make_module(code: str, path: TrainPath, device: torch.device, seed: int = 0) -> MacroNetModule:
-    """fit's LightningModule for a path (nbm_lightning.train.build_module over make_net)."""
+    """fit's LightningModule for a path (nbm_lightning.training.run.build_module over make_net)."""
     return build_module(make_net(code, path, device, seed), 10, path.recipe(), path.execution())
 
 

@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import _cpu_model, _versions
-from nbm_lightning.config import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
-from nbm_lightning.data import missing_files
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records.recipe import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.training.data import missing_files
 
 FAST = ["--pipeline=tensor", "--channels-last=true", "--sgd-impl=fused", "--progress=false", "--wandb-mode=disabled",
         "--download=false", "--epochs=1", "--schedule=standard"]  # fmt: skip
@@ -81,9 +81,9 @@ def _finish(procs: list[subprocess.Popen], start: float, runs: int) -> dict[str,
 
 MEMORY = """
 import json, sys, torch
-from nbm_lightning.config import Execution, Recipe
-from nbm_lightning.job import Job, index_to_pair
-from nbm_lightning.worker import Worker
+from nbm_lightning.records.recipe import Execution, Recipe
+from nbm_lightning.records.job import Job, index_to_pair
+from nbm_lightning.runner.worker import Worker
 data, limit, runs, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 cuda = device == "cuda"
 execution = Execution(data_dir=data, download=False, accelerator="gpu" if cuda else "cpu", progress=False,

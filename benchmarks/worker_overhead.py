@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import _cpu_model, _versions
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.synthetic.cifar10 import write_cifar10
 
 TINY = ["--download=false", "--epochs=2", "--batch-size=32", "--eval-batch-size=64", "--progress=false",
         "--accelerator=cpu", "--num-workers=0"]  # fmt: skip
@@ -86,7 +86,7 @@ AGENT = """
     import wandb
     from wandb.sdk.lib import config_util
     from nbm_lightning.agent import run_function
-    from nbm_lightning.worker import Worker
+    from nbm_lightning.runner.worker import Worker
 
     data, jobs, tiny = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
     run, costs = run_function(Worker()), []
@@ -102,7 +102,7 @@ AGENT = """
         thread.start()
         thread.join()
         wall = time.perf_counter() - start
-        from nbm_lightning.job import index_to_pair
+        from nbm_lightning.records.job import index_to_pair
         code, seed = index_to_pair(index)
         record = json.load(open(f"results/{code}-s{seed}.json"))
         costs.append(wall - record["train_time_s"])
@@ -127,9 +127,9 @@ def in_agent(data: Path, folder: Path, jobs: int) -> dict[str, Any]:
 
 LEAK = """
     import json, os, sys
-    from nbm_lightning.config import Execution, Recipe
-    from nbm_lightning.job import Job, index_to_pair
-    from nbm_lightning.worker import Worker
+    from nbm_lightning.records.recipe import Execution, Recipe
+    from nbm_lightning.records.job import Job, index_to_pair
+    from nbm_lightning.runner.worker import Worker
 
     data, runs = sys.argv[1], int(sys.argv[2])
     execution = Execution(data_dir=data, download=False, accelerator="cpu", progress=False, eval_batch_size=64)

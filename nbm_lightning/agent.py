@@ -18,10 +18,10 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .cli import ArgParser, int_arg, run_main
-from .errors import UserError
+from .core.errors import UserError
 from .fit import build_parser as fit_parser
 from .fit import resolve
-from .worker import FAILED, INTERRUPTED_EXIT, PREEMPTED, PREEMPTED_EXIT, STOPPED, StopSignal, Worker
+from .runner.worker import FAILED, INTERRUPTED_EXIT, PREEMPTED, PREEMPTED_EXIT, STOPPED, StopSignal, Worker
 
 PROG = "python -m nbm_lightning.agent"
 PARAM_PATH_ENV = "WANDB_SWEEP_PARAM_PATH"  # set by wandb's agent: the run's parameters (W&B config YAML)

@@ -1,6 +1,6 @@
 """Shared command-line plumbing: one-line errors with exit status 2, never a traceback for bad input.
 
-Only command-line modules import this one; library code raises `nbm_lightning.errors.UserError` instead.
+Only command-line modules import this one; library code raises `nbm_lightning.core.errors.UserError` instead.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import search_space
-from .checks import InvalidValue, check_int, fail, shown, span
-from .config import parse_bool
-from .errors import UserError
+from .arch import codes
+from .core.errors import UserError
+from .core.validate import InvalidValue, check_int, fail, shown, span
+from .records.recipe import parse_bool
 
 
 class ArgParser(argparse.ArgumentParser):
@@ -37,7 +37,7 @@ def one_line(message: object) -> str:
 def arch_code(text: str) -> str:
     """argparse type for an architecture code (kept as a str, leading zeros included)."""
     try:
-        return search_space.validate(text)
+        return codes.validate(text)
     except (TypeError, ValueError) as err:
         raise argparse.ArgumentTypeError(str(err)) from None
 
@@ -51,7 +51,7 @@ def bool_arg(text: str) -> bool:
 
 
 def int_arg(name: str, low: int | None = None, high: int | None = None) -> Callable[[str], int]:
-    """argparse type for an int in low..high (the message of nbm_lightning.checks)."""
+    """argparse type for an int in low..high (the message of nbm_lightning.core.validate)."""
 
     def parse(text: str) -> int:
         try:
@@ -67,7 +67,7 @@ def int_arg(name: str, low: int | None = None, high: int | None = None) -> Calla
 
 def write_failed(option: str, path: object, err: OSError) -> UserError:
     """The one-line error of a write of `option`'s file `path` that failed (a full or read-only disk, a file where a
-    folder should be): raise it from the OSError, after the write left nothing behind (nbm_lightning.atomic)."""
+    folder should be): raise it from the OSError, after the write left nothing behind (nbm_lightning.core.atomic)."""
     why = err.strerror or type(err).__name__
     name = err.filename
     if name is not None and str(name) != str(path) and not Path(name).name.startswith(f".{Path(str(path)).name}."):

@@ -14,14 +14,14 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from . import requeue
+from .arch.codes import canonical
 from .cli import ArgParser, arch_code, bool_arg, int_arg, run_main
-from .config import SEED_MAX, Execution, Recipe, field_names, valid_range
-from .job import GRID_SIZE, Job, index_to_pair, parse_indices, resolve_job
-from .search_space import canonical
+from .records.job import GRID_SIZE, Job, index_to_pair, parse_indices, resolve_job
+from .records.recipe import SEED_MAX, Execution, Recipe, field_names, valid_range
+from .runner import requeue
 
 if TYPE_CHECKING:
-    from .worker import Worker
+    from .runner.worker import Worker
 
 PROG = "python -m nbm_lightning.fit"
 
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         jobs = resolve_all(args)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
-    from .worker import StopSignal, Worker  # torch and Lightning load only once the input is known to be good
+    from .runner.worker import StopSignal, Worker  # torch and Lightning load only once the input is known to be good
 
     stop = StopSignal()
     with stop.handling():
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _single(worker: Worker, job: Job) -> int:
     """One run's exit status: 0 complete, skipped or trained by another process; 1 failed; 130 stopped (Ctrl-C);
     143 preempted (SIGTERM/SIGUSR1)."""
-    from .worker import BUSY, COMPLETE, INTERRUPTED_EXIT, PREEMPTED, PREEMPTED_EXIT, SKIPPED, STOPPED
+    from .runner.worker import BUSY, COMPLETE, INTERRUPTED_EXIT, PREEMPTED, PREEMPTED_EXIT, SKIPPED, STOPPED
 
     status = worker.run(job).status
     if status in (COMPLETE, SKIPPED, BUSY):

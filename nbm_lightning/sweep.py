@@ -12,7 +12,7 @@ agents SWEEP_PATH [--per-gpu K] [--gpus 0,1] [--mode inprocess|subprocess] [--lo
                                           subprocess: `wandb agent SWEEP_PATH`, one `fit` process per run.
                                           GPU ids: ints or GPU-/MIG- UUIDs; unless --dry-run they must exist
 workspace ENTITY/PROJECT[/SWEEP_ID] [--name NAME] [--dry-run]
-                                          create the benchmark's W&B workspace (nbm_lightning.workspace;
+                                          create the benchmark's W&B workspace (nbm_lightning.runner.workspace;
                                           extra [workspace]); --dry-run prints its panels and keys
 """
 
@@ -34,15 +34,15 @@ from typing import Any
 
 import yaml
 
-from .atomic import atomic_write_text
-from .checks import InvalidValue, check_int, fail, shown
+from .arch.codes import unique_codes
 from .cli import ArgParser, run_main, write_failed
-from .config import SEEDS, Execution
-from .errors import UserError
-from .job import GRID_SIZE, index_to_pair, resolve_job
-from .record import NewerRecordError, RecordError, RunRecord, record_files
-from .runkeys import EVAL_ACC_KEY
-from .search_space import unique_codes
+from .core.atomic import atomic_write_text
+from .core.errors import UserError
+from .core.validate import InvalidValue, check_int, fail, shown
+from .records.job import GRID_SIZE, index_to_pair, resolve_job
+from .records.recipe import SEEDS, Execution
+from .records.run_record import NewerRecordError, RecordError, RunRecord, record_files
+from .records.runkeys import EVAL_ACC_KEY
 
 PROG = "python -m nbm_lightning.sweep"
 SWEEPS_DIR = Path("sweeps")  # where presets are written (relative to the repository root)
@@ -150,7 +150,7 @@ def done_pairs(folders: Sequence[Path], recipe_hash: str) -> set[tuple[str, int]
     in a line (failed runs and other recipes' runs are not). A *.json that is not a regular file is skipped,
     named. UserError on a record of a newer schema version.
     """
-    from .complexity import complexity_table
+    from .arch.complexity import complexity_table
 
     expected = complexity_table(unique_codes()).__getitem__
     done = set()
@@ -497,7 +497,7 @@ def _add_workspace_parser(sub: Any) -> None:
 
 def workspace(args: argparse.Namespace) -> int:
     """Print the workspace (--dry-run) or create it and print its URL."""
-    from . import workspace as ws
+    from .runner import workspace as ws
 
     target = ws.parse_target(args.target)
     if args.dry_run:

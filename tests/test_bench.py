@@ -20,16 +20,17 @@ import numpy as np
 import pytest
 import scipy.stats
 
+from nbm_lightning.arch.codes import canonical, unique_codes
 from nbm_lightning.bench import (
     PROXY_SECONDS_PER_MAC,
     PUBLISHED_SHA256,
     ArchNotFound,
+    ArchResult,
     Benchmark,
     BenchmarkError,
     BenchmarkFormatError,
     Budget,
     Comparison,
-    Record,
     benchmark_path,
     compare,
     kendall_tau,
@@ -40,9 +41,8 @@ from nbm_lightning.bench import (
 from nbm_lightning.bench import __main__ as bench_cli
 from nbm_lightning.bench.compare import MIN_SHARED
 from nbm_lightning.cli import run_main
-from nbm_lightning.errors import UserError
+from nbm_lightning.core.errors import UserError
 from nbm_lightning.export import extended
-from nbm_lightning.search_space import canonical, unique_codes
 
 FIELDS = ("test_acc", "mean_acc", "std", "params", "flops")
 
@@ -73,7 +73,7 @@ def _perturbed(published: dict, deltas: dict[str, float]) -> dict:
 
 def test_query_resolves_non_canonical_code_to_published_record(bench, published):
     rec = bench.query("10201201")
-    assert isinstance(rec, Record) and rec.code == "10210210"
+    assert isinstance(rec, ArchResult) and rec.code == "10210210"
     expected = published["10201201"]
     assert rec.test_acc == tuple(expected["test_acc"]) and rec.mean_acc == expected["mean_acc"]
     assert (rec.std, rec.params, rec.flops) == (expected["std"], expected["params"], expected["flops"])
@@ -147,7 +147,7 @@ def test_pareto_keeps_equal_points_and_drops_dominated_ones():
         ("01000000", 55.0, 30),
         ("02000000", 70.0, 30),
     ]
-    small = Benchmark.from_records([Record(code, (acc,), acc, 0.0, 1, flops) for code, acc, flops in rows])
+    small = Benchmark.from_records([ArchResult(code, (acc,), acc, 0.0, 1, flops) for code, acc, flops in rows])
     assert [r.code for r in small.pareto()] == ["00000000", "10000000", "20000000", "02000000"]
     assert repr(small) == "Benchmark(5 archs, 1 seeds, source='<memory>')"
     assert math.isnan(seed_noise_tau(small.test_acc))
@@ -537,7 +537,7 @@ def test_compare_and_queries_refuse_an_inconsistent_file(tmp_path, bench, publis
         out, err = capsys.readouterr()
         assert out == "" and err.count("\n") == 1 and named in err and "Traceback" not in err
     with pytest.raises(BenchmarkFormatError, match="has mean_acc 99.9, expected 45.5, the mean of its test_acc"):
-        Benchmark.from_records([Record("00000000", (45.0, 46.0), 99.9, 0.5, 1, 1)], "memory")  # built, not read
+        Benchmark.from_records([ArchResult("00000000", (45.0, 46.0), 99.9, 0.5, 1, 1)], "memory")  # built, not read
     with pytest.raises(BenchmarkFormatError, match=r"has test_acc_best \[1e\+308, 1e\+308, 1e\+308\], expected finite"):
         dataclasses.replace(bench, test_acc=np.full_like(bench.test_acc, 1e308))
 
@@ -618,7 +618,7 @@ def test_compare_uses_shared_architectures_only(bench):
 def _with_seeds(bench: Benchmark, test_acc: np.ndarray, source: str, metric: str = "best") -> Benchmark:
     """bench's architectures with other per-seed accuracies (mean and std recomputed from them)."""
     records = [
-        Record(code, tuple(acc.tolist()), float(acc.mean()), float(acc.std()), int(p), int(f))
+        ArchResult(code, tuple(acc.tolist()), float(acc.mean()), float(acc.std()), int(p), int(f))
         for code, acc, p, f in zip(bench.codes, test_acc, bench.params, bench.flops)
     ]
     return Benchmark.from_records(records, source, metric=metric)

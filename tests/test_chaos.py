@@ -1,5 +1,5 @@
 """The chaos check's bookkeeping (benchmarks/chaos.py) on crafted traces and records: it fails when a phase was
-never hit, when a run is lost or completed twice; and the phase trace (nbm_lightning/trace.py) it reads."""
+never hit, when a run is lost or completed twice; and the phase trace (nbm_lightning/core/trace.py) it reads."""
 
 from __future__ import annotations
 
@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from nbm_lightning import fit, trace
+from benchmarks import chaos
+from nbm_lightning import fit
 from nbm_lightning.cli import run_main
-from nbm_lightning.config import Recipe
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.core import trace
+from nbm_lightning.records.recipe import Recipe
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.synthetic.records import make_record, write_records
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ (already there under `python -m pytest`)
-from benchmarks import chaos  # noqa: E402
-from benchmarks.export import make_record, write_records  # noqa: E402
 
 COUNTS = (387882, 7713280)  # params and FLOPs of 00000000 in the published file
 RECIPE = Recipe(epochs=3, batch_size=32)
@@ -126,7 +126,7 @@ def test_the_trace_writes_nothing_unless_asked(tmp_path, monkeypatch):
 
 FAKE_WORKER = """
     import sys, time
-    from nbm_lightning import trace
+    from nbm_lightning.core import trace
     time.sleep(float(sys.argv[1]))  # start-up
     trace.phase("setup", detail="00000000-s0")
     for name, step in [("train", "start"), ("eval", "start"), ("eval", "end"), ("checkpoint", "start"),
@@ -151,7 +151,7 @@ def test_an_aimed_kill_lands_in_its_phase(phase, tmp_path):
 
 
 def test_a_run_traces_its_phases_in_order(tmp_path, monkeypatch):
-    """The hooks in train.py, callbacks.py and checkpoints.py, on one real run of 2 epochs (2 steps each)."""
+    """The hooks in training/run.py, callbacks.py and checkpoints.py, on one real run of 2 epochs (2 steps each)."""
     write_cifar10(tmp_path / "data", n_train=64, n_test=32, learnable=True, seed=0)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("NBM_CIFAR_SKIP_MD5", "1")

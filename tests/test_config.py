@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from nbm_lightning import checks
-from nbm_lightning.config import Execution, Recipe, build_configs, coerce, field_type, valid_range
+from nbm_lightning.core import validate
 from nbm_lightning.fit import build_parser, main, resolve
+from nbm_lightning.records.recipe import Execution, Recipe, build_configs, coerce, field_type, valid_range
 
 
 def out_of_range(cls: type, name: str) -> list[str]:
@@ -83,14 +83,14 @@ def test_nesterov_needs_momentum():
 
 def test_check_errors_are_one_line_and_typed():
     with pytest.raises(TypeError) as err:
-        checks.check_int("k", 1.5, 1)
+        validate.check_int("k", 1.5, 1)
     assert isinstance(err.value, ValueError) and str(err.value) == "invalid k 1.5: expected an int >= 1"
-    with pytest.raises(checks.InvalidValue, match=r"invalid lr 0: expected a finite number > 0"):
-        checks.check_number("lr", 0, 0, low_open=True)
-    assert checks.check_number("x", 2, 0, 2) == 2.0
+    with pytest.raises(validate.InvalidValue, match=r"invalid lr 0: expected a finite number > 0"):
+        validate.check_number("lr", 0, 0, low_open=True)
+    assert validate.check_number("x", 2, 0, 2) == 2.0
     for bad in (math.nan, math.inf):
-        with pytest.raises(checks.InvalidValue, match="finite"):
-            checks.check_number("x", bad)
+        with pytest.raises(validate.InvalidValue, match="finite"):
+            validate.check_number("x", bad)
 
 
 def test_tf32_is_part_of_the_recipe_hash():
@@ -174,10 +174,10 @@ def test_a_bad_config_file_is_one_line_saying_what_was_expected_and_found(text, 
 
 
 def test_error_lines_cut_long_values(tmp_path, capsys):
-    message = str(checks.fail("key", "k" * 50_000_000, "a field name"))
+    message = str(validate.fail("key", "k" * 50_000_000, "a field name"))
     assert len(message) < 300 and message.endswith("(50,000,000 characters): expected a field name")
-    assert len(str(checks.fail("x", [["y" * 10**6] * 1000] * 1000, "z"))) < 300  # a container: bounded work too
-    assert str(checks.fail("n", 10**5000, "a small int")) == "invalid n <an int of 16,610 bits>: expected a small int"
+    assert len(str(validate.fail("x", [["y" * 10**6] * 1000] * 1000, "z"))) < 300  # a container: bounded work too
+    assert str(validate.fail("n", 10**5000, "a small int")) == "invalid n <an int of 16,610 bits>: expected a small int"
     path = tmp_path / "long.yaml"
     for text in ("? " + "k" * 60_000 + "\n: 1\n", "lr: " + "9" * 60_000 + "\n", "pipeline: " + "p" * 60_000 + "\n"):
         path.write_text(text)

@@ -18,7 +18,9 @@ from torch import nn
 from torchvision import transforms
 from torchvision.datasets import CIFAR10
 
-from nbm_lightning.data import (
+from nbm_lightning.core.errors import UserError
+from nbm_lightning.synthetic.cifar10 import CIFAR10_CLASSES, TEST_FILES, TRAIN_FILES, write_cifar10
+from nbm_lightning.training.data import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     CROP_PADDING,
@@ -35,8 +37,6 @@ from nbm_lightning.data import (
     sample_augment_params,
     train_transform,
 )
-from nbm_lightning.errors import UserError
-from nbm_lightning.synthetic import CIFAR10_CLASSES, TEST_FILES, TRAIN_FILES, write_cifar10
 
 N_TRAIN, N_TEST = 50, 20  # the tiny dataset of the DataModule tests
 SPAN = 2 * CROP_PADDING + 1  # offsets per axis: 0..8

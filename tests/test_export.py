@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from nbm_lightning import runkeys
+from nbm_lightning.arch.codes import all_codes, canonical, unique_codes
+from nbm_lightning.arch.complexity import complexity
 from nbm_lightning.cli import run_main
-from nbm_lightning.complexity import complexity
-from nbm_lightning.config import SEEDS, Recipe
 from nbm_lightning.export import __main__ as export
 from nbm_lightning.export import extended
 from nbm_lightning.export.sources import record_from_wandb
-from nbm_lightning.record import RunRecord
-from nbm_lightning.search_space import all_codes, canonical, unique_codes
+from nbm_lightning.records import runkeys
+from nbm_lightning.records.recipe import SEEDS, Recipe
+from nbm_lightning.records.run_record import RunRecord
+from nbm_lightning.synthetic.records import FINISHED_AT, make_record, write_records
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ (already there under `python -m pytest`)
-from benchmarks.export import FINISHED_AT, make_record, write_records  # noqa: E402
 
 CODES = unique_codes()
 A, B, C = CODES[0], CODES[1000], CODES[-1]  # "00000000", ..., "22222222"

@@ -18,11 +18,11 @@ from torch.overrides import TorchFunctionMode
 from benchmarks import fastpath_check as fc
 from benchmarks import run as bench
 from benchmarks import train_speed as ts
-from nbm_lightning.data import CIFAR10DataModule
-from nbm_lightning.model import MacroNet
-from nbm_lightning.module import MacroNetModule
-from nbm_lightning.synthetic import write_cifar10
-from nbm_lightning.train import build_datamodule, build_module, build_network, build_trainer, seed_run
+from nbm_lightning.arch.network import MacroNet
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.training.data import CIFAR10DataModule
+from nbm_lightning.training.module import MacroNetModule
+from nbm_lightning.training.run import build_datamodule, build_module, build_network, build_trainer, seed_run
 
 CPU = torch.device("cpu")
 SMALL = "12000000"  # both inverted-residual kinds (depthwise 3x3 and 5x5), quick on a CPU
@@ -101,7 +101,7 @@ class LossRecorder(pl.Callback):
 
 
 def fit_parts(data: Path, path: ts.TrainPath, code: str, seed: int, callbacks: list, **trainer_args):
-    """What `fit` builds for a benchmark path (nbm_lightning.train's builders): trainer, module, datamodule."""
+    """What `fit` builds for a benchmark path (nbm_lightning.training.run's builders): trainer, module, datamodule."""
     recipe, execution = path.recipe(ts.TINY), path.execution(data, ts.TINY)
     trainer = build_trainer(recipe, execution, CPU, callbacks, max_epochs=1, **trainer_args)
     seed_run(seed)

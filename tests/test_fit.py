@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nbm_lightning import search_space as ss
-from nbm_lightning.config import Execution, Recipe
+from nbm_lightning.arch import codes as ss
 from nbm_lightning.fit import build_parser, resolve
-from nbm_lightning.job import GRID_SIZE, index_to_pair
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records.job import GRID_SIZE, index_to_pair
+from nbm_lightning.records.recipe import Execution, Recipe
+from nbm_lightning.synthetic.cifar10 import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD_FIELDS = {
@@ -270,7 +270,8 @@ def test_nan_loss_fails_the_run(tmp_path, tiny_data):
 
 KILL_AFTER_EPOCH = """
 import os, signal, sys
-from nbm_lightning import callbacks, fit
+from nbm_lightning.training import callbacks
+from nbm_lightning import fit
 save = callbacks.EpochCheckpoint.on_validation_end
 def save_then_die(self, trainer, module):
     save(self, trainer, module)
@@ -318,7 +319,7 @@ def test_training_learns(tmp_path, learnable_data):
 
 # ---------------------------------------------------------------- W&B mode: never a prompt
 def test_wandb_mode_resolution(tmp_path, monkeypatch):
-    from nbm_lightning.tracking import has_credentials, resolve_mode
+    from nbm_lightning.records.tracking import has_credentials, resolve_mode
 
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from benchmarks import fusion_probe as fp
-from nbm_lightning.model import weights_sha256
+from nbm_lightning.arch.network import weights_sha256
 
 CPU = torch.device("cpu")
 

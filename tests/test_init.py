@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nbm_lightning.config import Execution
-from nbm_lightning.model import MacroNet, weights_sha256
-from nbm_lightning.synthetic import write_cifar10
-from nbm_lightning.train import build_network, seed_run
+from nbm_lightning.arch.network import MacroNet, weights_sha256
+from nbm_lightning.records.recipe import Execution
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.training.run import build_network, seed_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -100,9 +100,124 @@ def test_no_import_cycles():
 
 def test_no_library_module_imports_a_command_line_module():
     assert layer_violations(ROOT) == []
-    assert {f"{PACKAGE}.fit", f"{PACKAGE}.sweep", f"{PACKAGE}.arch", f"{PACKAGE}.cli"} <= cli_modules(ROOT)
+    assert {f"{PACKAGE}.fit", f"{PACKAGE}.sweep", f"{PACKAGE}.arch.__main__", f"{PACKAGE}.cli"} <= cli_modules(ROOT)
 
 
 def test_error_types_and_checks_import_nothing_of_ours():
     graph = import_graph(ROOT)
-    assert graph[f"{PACKAGE}.errors"] == set() and graph[f"{PACKAGE}.checks"] == set()
+    assert graph[f"{PACKAGE}.core.errors"] == set() and graph[f"{PACKAGE}.core.validate"] == set()
+
+
+# --- issue 18: the role packages' layers -----------------------------------------------------------------------------
+LAYERS = {  # role package -> the packages of ours its library modules may import (command-line modules excepted)
+    "core": set(),
+    "arch": {"core"},
+    "records": {"core", "arch"},
+    "training": {"core", "arch", "records"},
+    "runner": {"core", "arch", "records", "training"},
+    "synthetic": {"core", "arch", "records"},
+    "export": {"core", "arch", "records"},
+    "bench": {"core", "arch", "records", "export"},  # export: until bench owns the formats (issue 18, point 4)
+    "search": {"core", "arch", "records", "bench", "export"},  # export.extended's checks: until point 4 (as bench)
+}
+TORCH = ("torch", "torchvision", "pytorch_lightning", "torchmetrics", "ptflops")
+NO_TORCH = ("core", "arch.codes", "arch.picture", "records", "bench", "search", "export")  # the tabular side
+
+
+def package_of(module: str, root: Path) -> str:
+    """The role package of a module: nbm_lightning.a.b -> a; "" for the top level and its modules."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (root / PACKAGE / parts[1]).is_dir()) else ""
+
+
+def layer_breaches(root: Path) -> list[str]:
+    """'a -> b' for every library module of a role package that imports a package its layer does not allow."""
+    graph, cli = import_graph(root), cli_modules(root)
+    out = []
+    for lib, deps in graph.items():
+        pkg = package_of(lib, root)
+        if lib in cli or pkg not in LAYERS:
+            continue
+        allowed = LAYERS[pkg] | {pkg}
+        out += [f"{lib} -> {dep}" for dep in deps if dep != PACKAGE and package_of(dep, root) not in allowed]
+    return sorted(out)
+
+
+def _executed_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements that run when a module is imported: not those in functions or under TYPE_CHECKING."""
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
+            continue
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def loaded_at_import(root: Path) -> dict[str, set[str]]:
+    """Module -> what importing it loads directly: modules of ours (parent packages included), third-party names."""
+    files = {module_name(p, root): p for p in (root / PACKAGE).rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        found = set()
+        for node in _executed_imports(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            else:
+                src = _absolute(node, name, path.name == "__init__.py")
+                found |= {src} | {f"{src}.{a.name}" for a in node.names if f"{src}.{a.name}" in files}
+        parts = name.split(".")
+        graph[name] = (found | {".".join(parts[:k]) for k in range(1, len(parts))}) - {name}
+    return graph
+
+
+def torch_at_import(root: Path, module: str, graph: dict[str, set[str]] | None = None) -> list[str]:
+    """The chain of imports by which importing `module` loads torch (or Lightning, ...), or []."""
+    graph = graph or loaded_at_import(root)
+    seen, stack = {module}, [[module]]
+    while stack:
+        chain = stack.pop()
+        for dep in sorted(graph.get(chain[-1], ())):
+            if dep.split(".")[0] in TORCH:
+                return chain + [dep]
+            if dep in graph and dep not in seen:
+                seen.add(dep)
+                stack.append(chain + [dep])
+    return []
+
+
+def test_role_packages_import_only_lower_layers():
+    assert layer_breaches(ROOT) == []
+    assert set(LAYERS) <= {p.name for p in (ROOT / PACKAGE).iterdir() if (p / "__init__.py").is_file()}
+
+
+def test_layer_check_sees_a_breach(tmp_path):
+    pkg = tmp_path / PACKAGE
+    for sub in ("core", "arch"):
+        (pkg / sub).mkdir(parents=True)
+        (pkg / sub / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core" / "a.py").write_text("from ..arch import b\n")
+    (pkg / "arch" / "b.py").write_text("from ..core import c\n")
+    (pkg / "core" / "c.py").write_text("")
+    assert layer_breaches(tmp_path) == [f"{PACKAGE}.core.a -> {PACKAGE}.arch.b"]
+
+
+def test_the_tabular_side_loads_no_torch():
+    files = {module_name(p, ROOT) for p in (ROOT / PACKAGE).rglob("*.py")}
+    tabular = sorted(m for m in files for t in NO_TORCH if m == f"{PACKAGE}.{t}" or m.startswith(f"{PACKAGE}.{t}."))
+    assert len(tabular) > 25
+    graph = loaded_at_import(ROOT)
+    assert {m: chain for m in tabular if (chain := torch_at_import(ROOT, m, graph))} == {}
+    assert torch_at_import(ROOT, f"{PACKAGE}.arch.network", graph)[-1] == "torch"  # it sees torch where it is
+
+
+def test_modules_per_folder_stay_few():
+    folders = [ROOT / PACKAGE, *(p for p in (ROOT / PACKAGE).iterdir() if (p / "__init__.py").is_file())]
+    counts = {f.name: len(list(f.glob("*.py"))) for f in folders}
+    assert counts[PACKAGE] <= 10 and max(counts.values()) <= 12, counts

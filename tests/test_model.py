@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from nbm_lightning import search_space as ss
-from nbm_lightning.complexity import complexity, count_flops, count_params, ptflops_macs
-from nbm_lightning.model import MacroNet
+from nbm_lightning.arch import codes as ss
+from nbm_lightning.arch.complexity import complexity, count_flops, count_params, ptflops_macs
+from nbm_lightning.arch.network import MacroNet
 
 SMALLEST, LARGEST = "00000000", "22222222"
 
@@ -107,9 +107,9 @@ def test_arch_cli_prints_table_and_counts(published):
 
 
 def test_arch_table_names_what_each_identity_builds():
-    from nbm_lightning.arch import IDENTITY_CONV, layer_table
-    from nbm_lightning.model import build_layer
-    from nbm_lightning.search_space import parse
+    from nbm_lightning.arch.__main__ import IDENTITY_CONV, layer_table
+    from nbm_lightning.arch.codes import parse
+    from nbm_lightning.arch.network import build_layer
 
     spec = parse("01000000")  # stage starts: identities that downsample and widen; the rest: true identities
     rows = layer_table(spec)
@@ -156,7 +156,7 @@ def test_arch_cli_plots_the_network(tmp_path):
      (["10201201", "--plot", "a.png"], "matplotlib", 'pip install "nbm_lightning[plots]"')],
 )  # fmt: skip
 def test_arch_cli_plot_errors_exit_2_one_line(argv, hide, message, monkeypatch, tmp_path, capsys):
-    from nbm_lightning import arch
+    from nbm_lightning.arch import __main__ as arch
     from nbm_lightning.cli import run_main
 
     monkeypatch.chdir(tmp_path)

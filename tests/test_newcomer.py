@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nbm_lightning.record import RunRecord
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records.run_record import RunRecord
+from nbm_lightning.synthetic.cifar10 import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,8 @@ def test_readme_shows_a_code_to_its_network():
 
 
 def _readme() -> str:
-    return (ROOT / "README.md").read_text()
+    """The README and the docs/ pages, one text."""
+    return "\n".join(p.read_text() for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 
 
 def _ignored(paths: list[str]) -> set[str]:

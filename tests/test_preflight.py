@@ -17,14 +17,13 @@ from types import SimpleNamespace
 import pytest
 
 from nbm_lightning import fit
+from nbm_lightning.arch.complexity import complexity
 from nbm_lightning.cli import run_main
-from nbm_lightning.complexity import complexity
-from nbm_lightning.config import Recipe
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records.recipe import Recipe
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.synthetic.records import make_record, write_records
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ (already there under `python -m pytest`)
-from benchmarks.export import make_record, write_records  # noqa: E402
 
 TINY = ["--arch=00000000", "--download=false", "--epochs=2", "--batch-size=32", "--eval-batch-size=64",
         "--progress=false", "--accelerator=cpu", "--num-workers=0", "--wandb-mode=disabled"]  # fmt: skip
@@ -121,7 +120,8 @@ def test_a_runs_output_is_the_projects_own_lines(data, tmp_path):
 
 
 def test_an_unreachable_server_with_credentials_is_not_called_no_credentials(monkeypatch, capsys):
-    from nbm_lightning import preflight, tracking
+    from nbm_lightning.records import tracking
+    from nbm_lightning.runner import preflight
 
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.delenv("WANDB_MODE", raising=False)  # restored after the test: the fallback sets it
@@ -150,7 +150,8 @@ def _export_argv(tmp_path: Path, out: Path) -> list[str]:
 @pytest.mark.parametrize("failure", ["file-as-folder", "disk-full"])
 @pytest.mark.parametrize("command", ["export", "sweep-make", "arch-plot"])
 def test_a_failed_write_is_one_line_and_leaves_nothing(command, failure, tmp_path, monkeypatch, capsys):
-    from nbm_lightning import arch, sweep
+    from nbm_lightning import sweep
+    from nbm_lightning.arch import __main__ as arch
     from nbm_lightning.export import __main__ as export
 
     (tmp_path / "afile").write_text("")

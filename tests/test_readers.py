@@ -17,7 +17,6 @@ import copy
 import functools
 import json
 import math
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,24 +24,23 @@ from typing import Any
 import numpy as np
 import pytest
 
+from nbm_lightning.arch.codes import all_codes, canonical
+from nbm_lightning.arch.complexity import complexity
 from nbm_lightning.bench import Benchmark, BenchmarkError
 from nbm_lightning.bench import __main__ as bench_cli
 from nbm_lightning.bench.table import SUMMARY_TOLERANCE
 from nbm_lightning.cli import run_main
-from nbm_lightning.complexity import complexity
-from nbm_lightning.config import Recipe
-from nbm_lightning.errors import UserError
+from nbm_lightning.core.errors import UserError
 from nbm_lightning.export import extended, rules, sources
-from nbm_lightning.job import done_record, resolve_job
+from nbm_lightning.records.job import done_record, resolve_job
+from nbm_lightning.records.recipe import Recipe
 from nbm_lightning.search import __main__ as search_cli
 from nbm_lightning.search.runs import FORMAT as RUNS_FORMAT
 from nbm_lightning.search.runs import RunsFileError, read_runs
-from nbm_lightning.search_space import all_codes, canonical
 from nbm_lightning.sweep import done_pairs
+from nbm_lightning.synthetic.records import make_record
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ (already there under `python -m pytest`)
-from benchmarks.export import make_record  # noqa: E402
 
 Mutation = Callable[[Any], Any] | bytes  # edits a valid document in place (returns None) or returns another; or bytes
 KEPT = ("00000000", "10210210")  # canonical codes of the small published-format file
@@ -470,7 +468,7 @@ def one_code_table(monkeypatch):
     """`sweep make --missing` looks up the true complexity of CODE only (the table of all 3969 codes takes 1 s)."""
     counts = complexity(CODE)
     monkeypatch.setattr(
-        "nbm_lightning.complexity.complexity_table", lambda codes: {CODE: (counts.params, counts.flops)}
+        "nbm_lightning.arch.complexity.complexity_table", lambda codes: {CODE: (counts.params, counts.flops)}
     )
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from nbm_lightning.cli import run_main
-from nbm_lightning.config import SEEDS, Recipe
+from nbm_lightning.core.provenance import code_version
 from nbm_lightning.export import __main__ as export_cli
 from nbm_lightning.export import extended
-from nbm_lightning.provenance import code_version
-from nbm_lightning.record import CURVES, RULES, SCHEMA_VERSION, RecordError, RunRecord
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records.recipe import SEEDS, Recipe
+from nbm_lightning.records.run_record import CURVES, RULES, SCHEMA_VERSION, RecordError, RunRecord
+from nbm_lightning.synthetic.cifar10 import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = "00000000"
@@ -141,7 +141,7 @@ def test_an_installed_copy_inside_another_repository_records_no_commit(tmp_path)
     subprocess.run(["git", "init", "-q", str(repo)], check=True)
     subprocess.run([*git, "add", "-A"], check=True)
     subprocess.run([*git, "commit", "-qm", "unrelated"], check=True)
-    probe = "import json, nbm_lightning.provenance as p; print(json.dumps([p.__file__, p.code_version()]))"
+    probe = "import json, nbm_lightning.core.provenance as p; print(json.dumps([p.__file__, p.code_version()]))"
     env = dict(os.environ, PYTHONPATH=str(site))
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
     where, version = json.loads(out.stdout)
@@ -154,9 +154,8 @@ def test_an_installed_copy_inside_another_repository_records_no_commit(tmp_path)
 
 def _sound(tmp_path: Path, seed: int = 0, code: str = CODE) -> dict:
     """A sound complete record of (code, seed) under a 2-epoch recipe, written to tmp_path/results."""
-    sys.path.insert(0, str(ROOT))
-    from benchmarks.export import make_record, write_records
-    from nbm_lightning.complexity import complexity
+    from nbm_lightning.arch.complexity import complexity
+    from nbm_lightning.synthetic.records import make_record, write_records
 
     counts = complexity(code)
     record = make_record(code, seed, (counts.params, counts.flops), 60.0, 55.0, recipe=Recipe(epochs=2))
@@ -165,9 +164,9 @@ def _sound(tmp_path: Path, seed: int = 0, code: str = CODE) -> dict:
 
 
 def test_a_record_copied_to_another_seed_is_not_done_and_its_checkpoint_stays(tmp_path, capsys):
-    from nbm_lightning.job import resolve_job
-    from nbm_lightning.search_space import unique_codes
-    from nbm_lightning.worker import Worker
+    from nbm_lightning.arch.codes import unique_codes
+    from nbm_lightning.records.job import resolve_job
+    from nbm_lightning.runner.worker import Worker
 
     code = unique_codes()[4]  # fit --index 14 is (code, seed 2)
     _sound(tmp_path, 0, code)
@@ -207,8 +206,8 @@ def test_a_newer_record_is_refused_never_trained_or_written_over(tmp_path, capsy
 def test_a_failed_or_preempted_run_never_replaces_a_complete_record(tmp_path, capsys):
     from types import SimpleNamespace
 
-    from nbm_lightning.callbacks import RunPreempted, RunRecorder
-    from nbm_lightning.config import Execution
+    from nbm_lightning.records.recipe import Execution
+    from nbm_lightning.training.callbacks import RunPreempted, RunRecorder
 
     data = _sound(tmp_path)
     path = tmp_path / "results" / f"{CODE}-s0.json"
@@ -251,7 +250,7 @@ def test_record_folders_read_regular_files_only(tmp_path, capsys):
 
 
 def test_the_data_fingerprint_hashes_whole_files_once_per_size_and_mtime(tmp_path):
-    from nbm_lightning.data import fingerprint
+    from nbm_lightning.training.data import fingerprint
 
     for name in ("a", "b"):
         write_cifar10(tmp_path / name, n_train=150, n_test=10, seed=0)  # data_batch_* files of ~92 KB
@@ -273,7 +272,7 @@ def test_the_data_fingerprint_hashes_whole_files_once_per_size_and_mtime(tmp_pat
 
 
 def test_old_and_new_data_fingerprints_never_compare_equal(tmp_path):
-    from nbm_lightning.errors import UserError
+    from nbm_lightning.core.errors import UserError
     from nbm_lightning.export.rules import one_dataset
     from nbm_lightning.export.sources import Run
 

@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import wandb_offline
 
-from nbm_lightning import checkpoints, fit
-from nbm_lightning.config import Recipe
-from nbm_lightning.runkeys import RECORD_FILE
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning import fit
+from nbm_lightning.records.recipe import Recipe
+from nbm_lightning.records.runkeys import RECORD_FILE
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.training import checkpoints
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import wandb_offline  # noqa: E402
 
 CODE, SEED = "00000000", 1
 NAME = f"{CODE}-s{SEED}"
@@ -76,7 +76,8 @@ def straight(data, tmp_path_factory) -> dict:
 
 SIGNAL_AT_STEP = """
     import os, signal, sys, time
-    from nbm_lightning import callbacks, fit
+    from nbm_lightning.training import callbacks
+    from nbm_lightning import fit
     original = callbacks.RunControl.on_train_batch_end
     def at_step(self, trainer, module, outputs, batch, idx):
         if trainer.global_step == int(os.environ["SIGNAL_AT_STEP"]) and not os.path.exists("signalled"):
@@ -265,7 +266,8 @@ def test_the_requeue_argv_of_a_real_run_resolves_the_same_job(data, tmp_path, ca
 
 HOLD_AFTER_FIRST_EPOCH = """
     import os, sys, time
-    from nbm_lightning import callbacks, fit
+    from nbm_lightning.training import callbacks
+    from nbm_lightning import fit
     save = callbacks.EpochCheckpoint.on_validation_end
     def save_then_hold(self, trainer, module):
         save(self, trainer, module)
@@ -309,7 +311,7 @@ def test_another_recipe_is_refused_and_a_frozen_owner_that_lost_its_lock_writes_
     data, tmp_path, capsys, monkeypatch
 ):
     from nbm_lightning.cli import run_main
-    from nbm_lightning.lock import PairLock
+    from nbm_lightning.runner.pair_lock import PairLock
 
     monkeypatch.setenv("NBM_CIFAR_SKIP_MD5", "1")  # the second run is in this process: as _env() for a subprocess
 
@@ -357,7 +359,7 @@ def _lock_file(path: Path, pid: int, **identity: object) -> None:
 
 
 def test_a_lock_naming_this_process_is_alive_only_while_this_process_holds_it(tmp_path):
-    from nbm_lightning.lock import PairLock, boot_id, process_start
+    from nbm_lightning.runner.pair_lock import PairLock, boot_id, process_start
 
     if boot_id() is None or process_start(os.getpid()) is None:
         pytest.skip("no /proc here: the holder's boot and start time are unknown")
@@ -393,10 +395,10 @@ FAULTS = """
     import contextlib, errno, io, json, os, sys
     from pathlib import Path
     import pytorch_lightning as pl
-    from nbm_lightning import callbacks
-    from nbm_lightning.errors import UserError
-    from nbm_lightning.job import resolve_job
-    from nbm_lightning.worker import Worker
+    from nbm_lightning.training import callbacks
+    from nbm_lightning.core.errors import UserError
+    from nbm_lightning.records.job import resolve_job
+    from nbm_lightning.runner.worker import Worker
 
     data, results = sys.argv[1], {}
     base = dict(download=False, epochs=2, batch_size=32, eval_batch_size=64, progress=False, accelerator="cpu",

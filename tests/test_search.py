@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from nbm_lightning.bench import Benchmark, Record
+from nbm_lightning.arch.codes import all_codes, canonical, is_canonical, unique_codes
+from nbm_lightning.bench import ArchResult, Benchmark
 from nbm_lightning.cli import run_main
-from nbm_lightning.errors import UserError
+from nbm_lightning.core.errors import UserError
 from nbm_lightning.export import extended
 from nbm_lightning.search import (
     ALGORITHMS,
@@ -39,7 +40,6 @@ from nbm_lightning.search import (
     space_index,
 )
 from nbm_lightning.search.__main__ import main
-from nbm_lightning.search_space import all_codes, canonical, is_canonical, unique_codes
 
 RS_TRIALS = 2000  # random-search trials for the order-statistics check (the acceptance's minimum)
 RS_SEEDS = range(2000, 2000 + RS_TRIALS)  # their seeds: the block 0..1999 lies 3.5 SE below the exact mean at
@@ -215,7 +215,7 @@ def test_evolution_and_local_search_beat_random_search_at_100(bench, algo):
 
 def _planted(layer: int, levels: dict[str, float]) -> Benchmark:
     """A synthetic benchmark in which the op of one layer (of the canonical code) decides the accuracy."""
-    records = [Record(c, (levels[c[layer]],), levels[c[layer]], 0.0, 1, 1) for c in unique_codes()]
+    records = [ArchResult(c, (levels[c[layer]],), levels[c[layer]], 0.0, 1, 1) for c in unique_codes()]
     return Benchmark.from_records(records, f"planted layer {layer}")
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from nbm_lightning import search_space as ss
+from nbm_lightning.arch import codes as ss
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_bad_codes_raise_one_line_errors(bad, error, fragments):
 
 
 def test_search_space_imports_no_torch():
-    code = "import sys, nbm_lightning.search_space; print('torch' in sys.modules)"
+    code = "import sys, nbm_lightning.arch.codes; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

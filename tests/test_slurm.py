@@ -1,4 +1,4 @@
-"""`sbatch sweeps/slurm_array.sh` under a real one-node SLURM (tests/slurm_cluster.py), on a tiny recipe and
+"""`sbatch sweeps/slurm_array.sh` under a real one-node SLURM (tests/helpers/slurm_cluster.py), on a tiny recipe and
 synthetic data: preemption (time-limit warning, SIGTERM), requeue and exact resume, cancel and resubmit.
 
 Skips where the cluster cannot be started (not root, not Debian, SLURM not installed); fails instead under
@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import slurm_cluster
 
-from nbm_lightning.job import index_to_pair
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records.job import index_to_pair
+from nbm_lightning.synthetic.cifar10 import write_cifar10
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-import slurm_cluster  # noqa: E402
 
 SCRIPT = ROOT / "sweeps" / "slurm_array.sh"
 PER_TASK, TASKS = 2, 4  # 4 array tasks x 2 pairs: grid indices 0-7

@@ -18,16 +18,15 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
 
 import sweeps
 from nbm_lightning import sweep
+from nbm_lightning.arch.codes import is_canonical, unique_codes
+from nbm_lightning.arch.complexity import complexity
 from nbm_lightning.cli import run_main
-from nbm_lightning.complexity import complexity
-from nbm_lightning.config import SEEDS, Recipe, load_yaml, split_overrides
 from nbm_lightning.fit import build_parser, resolve, resolve_all
-from nbm_lightning.job import GRID_SIZE, index_to_pair
-from nbm_lightning.search_space import is_canonical, unique_codes
+from nbm_lightning.records.job import GRID_SIZE, index_to_pair
+from nbm_lightning.records.recipe import SEEDS, Recipe, load_yaml, split_overrides
+from nbm_lightning.synthetic.records import make_record, write_records
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ (already there under `python -m pytest`)
-from benchmarks.export import make_record, write_records  # noqa: E402
 
 
 def load(path: Path) -> dict:

@@ -2,7 +2,7 @@
 history, the saved record and the picture), the workspace's panels against those keys, the benchmark artifact and
 its Table, the architecture picture's content, and the one-line errors of the new options.
 
-What W&B received is read back from the offline runs' `.wandb` files with tests/wandb_offline.py (W&B 0.31 ships
+What W&B received is read back from the offline runs' `.wandb` files with tests/helpers/wandb_offline.py (W&B 0.31 ships
 no Python reader for them: it reads the file's framing and parses each record with W&B's own protobuf).
 """
 
@@ -17,23 +17,23 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from helpers.wandb_offline import Sent, sent_by
 
-from nbm_lightning import archplot, runkeys, workspace
+from nbm_lightning.arch import picture
+from nbm_lightning.arch.codes import parse, unique_codes
+from nbm_lightning.arch.complexity import complexity
 from nbm_lightning.cli import run_main
-from nbm_lightning.complexity import complexity
-from nbm_lightning.config import SEEDS, Recipe
 from nbm_lightning.export import __main__ as export_cli
 from nbm_lightning.export import extended
-from nbm_lightning.record import SCHEMA_VERSION, RecordError, RunRecord
-from nbm_lightning.search_space import parse, unique_codes
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning.records import runkeys
+from nbm_lightning.records.recipe import SEEDS, Recipe
+from nbm_lightning.records.run_record import SCHEMA_VERSION, RecordError, RunRecord
+from nbm_lightning.runner import workspace
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.synthetic.records import grid_records, write_records
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ (already there under `python -m pytest`)
-from benchmarks.export import grid_records, write_records  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "tests"))
-from wandb_offline import Sent, sent_by  # noqa: E402
 
 CODE, CANONICAL = "10201201", "10210210"  # non-canonical: its layout (as given) is what trains and is logged
 LAYOUT = ["mb_k3_e3", "identity", "mb_k5_e6", "identity", "mb_k3_e3", "mb_k5_e6", "identity", "mb_k3_e3"]  # CODE
@@ -319,7 +319,7 @@ def test_bad_artifact_options_exit_2_in_one_line(argv, message, capsys, tmp_path
 
 
 def test_the_picture_draws_one_labelled_block_per_layer_and_the_stages():
-    figure = archplot.draw(parse(CODE))
+    figure = picture.draw(parse(CODE))
     (axes,) = figure.axes
     blocks = {p.get_gid(): p for p in axes.patches}
     labels = {t.get_gid(): t.get_text() for t in axes.texts}
@@ -340,7 +340,7 @@ def test_the_picture_draws_one_labelled_block_per_layer_and_the_stages():
 
 
 def test_without_matplotlib_a_run_gets_a_notice_and_no_picture(tmp_path, monkeypatch, capsys):
-    from nbm_lightning.callbacks import log_architecture
+    from nbm_lightning.training.callbacks import log_architecture
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     logged = []

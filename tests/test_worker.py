@@ -13,18 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import wandb_offline
 
-from nbm_lightning import fit, worker
-from nbm_lightning.config import Execution, Recipe
-from nbm_lightning.job import Job
-from nbm_lightning.synthetic import write_cifar10
+from nbm_lightning import fit
+from nbm_lightning.records.job import Job
+from nbm_lightning.records.recipe import Execution, Recipe
+from nbm_lightning.runner import worker
+from nbm_lightning.synthetic.cifar10 import write_cifar10
+from nbm_lightning.synthetic.records import make_record, write_records
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmarks/ (already there under `python -m pytest`)
-from benchmarks.export import make_record, write_records  # noqa: E402
 
-sys.path.insert(0, str(ROOT / "tests"))
-import wandb_offline  # noqa: E402
 
 TIME_FIELDS = {"wall_time_s", "train_time_s", "started_at", "finished_at"}  # differ between any two runs
 TINY = ["--download=false", "--epochs=1", "--batch-size=32", "--eval-batch-size=64", "--progress=false",
@@ -65,10 +64,10 @@ def _comparable(record: dict) -> dict:
 THREE_JOBS = """
     import gc, json, sys, weakref
     import torch
-    from nbm_lightning import train
-    from nbm_lightning.config import Execution, Recipe
-    from nbm_lightning.job import Job
-    from nbm_lightning.worker import Worker
+    from nbm_lightning.training import run as train
+    from nbm_lightning.records.recipe import Execution, Recipe
+    from nbm_lightning.records.job import Job
+    from nbm_lightning.runner.worker import Worker
 
     probes, modules = [], []
     build_trainer, build_module = train.build_trainer, train.build_module
@@ -151,7 +150,7 @@ def test_bad_index_lists_exit_2_with_one_line_and_nothing_written(value, tmp_pat
 
 
 def test_index_takes_ascii_digits_in_linear_time():
-    from nbm_lightning.job import GRID_SIZE, parse_indices
+    from nbm_lightning.records.job import GRID_SIZE, parse_indices
 
     start = time.perf_counter()
     assert parse_indices(f"0-{GRID_SIZE - 1}") == list(range(GRID_SIZE))
@@ -163,7 +162,7 @@ def test_index_takes_ascii_digits_in_linear_time():
 
 def test_a_range_trains_only_its_missing_pairs(data, tmp_path):
     recipe = Recipe(epochs=1, batch_size=32)
-    from nbm_lightning.complexity import complexity
+    from nbm_lightning.arch.complexity import complexity
 
     counts = complexity("00000000")
     write_records(tmp_path / "results", [make_record("00000000", 1, (counts.params, counts.flops), 50.0, 40.0,
@@ -185,7 +184,8 @@ def test_a_failed_job_does_not_stop_the_others_and_is_named_last(data, tmp_path)
 
 CTRL_C_AFTER_FIRST_CHECKPOINT = """
     import os, signal, sys
-    from nbm_lightning import callbacks, fit
+    from nbm_lightning.training import callbacks
+    from nbm_lightning import fit
     save = callbacks.EpochCheckpoint.on_validation_end
     def save_then_ctrl_c(self, trainer, module):
         save(self, trainer, module)
@@ -230,7 +230,7 @@ AGENT_CALLS = """
     import wandb
     from wandb.sdk.lib import config_util
     from nbm_lightning.agent import run_function
-    from nbm_lightning.worker import Worker
+    from nbm_lightning.runner.worker import Worker
 
     data = sys.argv[1]
     run = run_function(Worker())
@@ -269,9 +269,9 @@ AGENT_PREEMPTED = """
     import os, signal, sys, threading, time
     import wandb
     from wandb.sdk.lib import config_util
-    from nbm_lightning import callbacks
+    from nbm_lightning.training import callbacks
     from nbm_lightning.agent import run_function
-    from nbm_lightning.worker import StopSignal, Worker
+    from nbm_lightning.runner.worker import StopSignal, Worker
 
     original = callbacks.RunControl.on_train_batch_end
     def at_step(self, trainer, module, outputs, batch, idx):
@@ -314,7 +314,7 @@ def test_a_preempted_sweep_run_ends_with_143_before_the_agent_finishes_it(data, 
 def test_a_preempted_run_reports_no_training_time_or_fixed_cost(tmp_path, capsys):
     execution = Execution(results_dir=str(tmp_path))
     job = Job("00000000", 0, Recipe(epochs=2), execution)
-    from nbm_lightning.complexity import complexity
+    from nbm_lightning.arch.complexity import complexity
 
     counts = complexity("00000000")
     write_records(tmp_path, [make_record("00000000", 0, (counts.params, counts.flops), 50.0, 40.0, curve_epochs=1,
@@ -341,8 +341,8 @@ def test_the_last_line_says_what_ran(statuses, preempted, line, code, capsys):
 
 
 def test_an_array_goes_on_past_a_pair_holding_another_recipes_record(data, tmp_path, monkeypatch, capsys):
+    from nbm_lightning.arch.complexity import complexity
     from nbm_lightning.cli import run_main
-    from nbm_lightning.complexity import complexity
 
     monkeypatch.chdir(tmp_path)
     counts, tiny = complexity("00000000"), Recipe(epochs=1, batch_size=32)  # the recipe of TINY
@@ -360,7 +360,7 @@ def test_an_array_goes_on_past_a_pair_holding_another_recipes_record(data, tmp_p
 
 
 def test_an_array_stops_at_a_refusal_that_would_refuse_every_job(tmp_path, capsys):
-    from nbm_lightning.errors import UserError
+    from nbm_lightning.core.errors import UserError
 
     jobs = [Job("00000000", seed, Recipe(), Execution(results_dir=str(tmp_path))) for seed in (0, 1, 2)]
     tried = []

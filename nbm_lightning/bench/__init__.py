@@ -10,7 +10,7 @@ published file's download cache), `rankstats` (Kendall tau, Spearman rho, seed n
 two files), `plots` (PNG figures), `__main__` (the command line).
 """
 
-from ..errors import MissingDependency, require
+from ..core.errors import MissingDependency, require
 from .budget import Budget
 from .compare import Comparison, compare, shared_rows
 from .fetch import PUBLISHED_SHA256, PUBLISHED_URL, cache_dir, published_file
@@ -22,11 +22,11 @@ from .table import (
     PROXY_SECONDS_PER_MAC,
     PUBLISHED_NAME,
     ArchNotFound,
+    ArchResult,
     Benchmark,
     BenchmarkError,
     BenchmarkFormatError,
     Metric,
-    Record,
     benchmark_path,
     detect_format,
     pareto_rows,
@@ -35,6 +35,7 @@ from .table import (
 __all__ = [
     "ACC_METRICS", "ENV_BENCHMARK", "METRICS", "PROXY_SECONDS_PER_MAC", "PUBLISHED_NAME", "PUBLISHED_SHA256",
     "PUBLISHED_URL", "ArchNotFound", "Benchmark", "BenchmarkError", "BenchmarkFormatError", "Budget", "Comparison",
-    "Metric", "MissingDependency", "Record", "benchmark_path", "cache_dir", "compare", "detect_format", "kendall_tau",
+    "Metric", "MissingDependency", "ArchResult", "benchmark_path", "cache_dir", "compare", "detect_format",
+    "kendall_tau",
     "pareto_rows", "published_file", "require", "seed_noise_tau", "shared_rows", "spearman_rho",
 ]  # fmt: skip

@@ -11,9 +11,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..cli import ArgParser, arch_code, int_arg, run_main
-from ..errors import UserError
+from ..core.errors import UserError
 from .compare import Comparison, compare
-from .table import GET_PUBLISHED, METRICS, Benchmark, Record
+from .table import GET_PUBLISHED, METRICS, ArchResult, Benchmark
 
 PROG = "python -m nbm_lightning.bench"
 
@@ -29,7 +29,7 @@ def _jsonable(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _record_lines(code: str, rec: Record) -> list[str]:
+def _record_lines(code: str, rec: ArchResult) -> list[str]:
     """A record as `name value` lines."""
     seeds = "  ".join(f"{a:.2f}" for a in rec.test_acc)
     return [
@@ -43,7 +43,7 @@ def _record_lines(code: str, rec: Record) -> list[str]:
     ]
 
 
-def _table_lines(records: Sequence[Record]) -> list[str]:
+def _table_lines(records: Sequence[ArchResult]) -> list[str]:
     """Records as a ranked table (accuracy in %, params in M, FLOPs in M MACs)."""
     lines = [f"{'rank':>4}  {'code':<8}  {'mean_acc%':>9}  {'std':>5}  {'params_M':>8}  {'flops_M':>8}"]
     for rank, rec in enumerate(records, 1):

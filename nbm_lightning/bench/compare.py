@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_int
+from ..core.validate import check_int
 from .rankstats import kendall_tau, seed_noise_tau, spearman_rho
 from .table import Benchmark, ranked
 

@@ -20,9 +20,9 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_bytes
-from ..errors import UserError
-from ..jsonread import JSONReadError, read_bytes
+from ..core.atomic import atomic_write_bytes
+from ..core.errors import UserError
+from ..core.jsonread import JSONReadError, read_bytes
 
 ENV_BENCHMARK = "NBM_BENCHMARK"  # the one environment variable naming the benchmark file (every command reads it)
 PUBLISHED_NAME = "nas-bench-macro_cifar10.json"  # the published file's name (and its name in the cache)

@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_bytes
-from ..errors import require
+from ..core.atomic import atomic_write_bytes
+from ..core.errors import require
 from .compare import Comparison, compare, shared_rows
 from .table import METRICS, Benchmark
 

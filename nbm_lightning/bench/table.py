@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import check_choice, check_int, check_number, fail, shown
-from ..errors import UserError, require
+from ..arch.codes import all_codes, canonical, unique_codes
+from ..core.errors import UserError, require
+from ..core.jsonread import JSONReadError, loads, read_bytes
+from ..core.validate import check_choice, check_int, check_number, fail, shown
 from ..export.extended import ACC_RANGE, MAX_COUNT, value_problem
-from ..jsonread import JSONReadError, loads, read_bytes
-from ..record import METRIC_FIELDS
-from ..search_space import all_codes, canonical, unique_codes
+from ..records.run_record import METRIC_FIELDS
 from .budget import Budget
 from .fetch import ENV_BENCHMARK, ENV_CACHE, ENV_URL, PUBLISHED_NAME, cache_dir, cached_published, published_file
 
@@ -84,7 +84,7 @@ METRICS: dict[str, Metric] = {
 
 
 @dataclass(frozen=True)
-class Record:
+class ArchResult:
     """The results of one canonical architecture."""
 
     code: str  # canonical code (the key a non-canonical query resolves to)
@@ -213,7 +213,7 @@ class Benchmark:
         return f"Benchmark({len(self)} archs, {self.test_acc.shape[1]} seeds, source={self.source!r})"
 
     @classmethod
-    def from_records(cls, records: Iterable[Record], source: str = "<memory>", metric: str = "best") -> Benchmark:
+    def from_records(cls, records: Iterable[ArchResult], source: str = "<memory>", metric: str = "best") -> Benchmark:
         """Build a benchmark from records of distinct canonical codes (any order, equal seed counts)."""
         rows = sorted(records, key=lambda r: r.code)
         if not rows:
@@ -260,9 +260,9 @@ class Benchmark:
             raise ArchNotFound(f"arch {canon!r} (canonical of {code!r}) is not in {self.source} ({held})")
         return self._rows[canon]
 
-    def record(self, row: int) -> Record:
+    def record(self, row: int) -> ArchResult:
         """The record stored in one row."""
-        return Record(
+        return ArchResult(
             code=self.codes[row],
             test_acc=tuple(self.test_acc[row].tolist()),
             mean_acc=float(self.mean_acc[row]),
@@ -271,7 +271,7 @@ class Benchmark:
             flops=int(self.flops[row]),
         )
 
-    def query(self, code: object, budget: Budget | None = None) -> Record:
+    def query(self, code: object, budget: Budget | None = None) -> ArchResult:
         """The record of any valid code, resolved to its canonical form (all seeds: each seed's run is charged)."""
         row = self.row(code)
         if budget is not None:
@@ -361,7 +361,7 @@ class Benchmark:
             return float(self.train_time_s[row].mean())
         return float(self.train_time_s[row, check_int("seed", seed, 0, self.seeds - 1)])
 
-    def best(self, max_flops: float | None = None, max_params: float | None = None) -> Record:
+    def best(self, max_flops: float | None = None, max_params: float | None = None) -> ArchResult:
         """The record of highest mean accuracy among those within the limits (ties by code); ValueError if none."""
         keep = np.ones(len(self), dtype=bool)
         if max_flops is not None:
@@ -381,12 +381,12 @@ class Benchmark:
         """The read-only array of one metric (a name in METRICS), one value per row."""
         return getattr(self, _metric(name))
 
-    def top(self, k: int, by: str = "mean_acc") -> list[Record]:
+    def top(self, k: int, by: str = "mean_acc") -> list[ArchResult]:
         """The k best records by a metric: accuracy descending, params/flops ascending; ties by code."""
         order = ranked(self.column(by), METRICS[by].higher_is_better)
         return [self.record(int(i)) for i in order[: check_int("k", k, 1)]]
 
-    def pareto(self, x: str = "flops", y: str = "mean_acc") -> list[Record]:
+    def pareto(self, x: str = "flops", y: str = "mean_acc") -> list[ArchResult]:
         """The non-dominated records (minimise x, maximise y), sorted by x, then by code."""
         if METRICS[_metric(x)].higher_is_better or not METRICS[_metric(y)].higher_is_better:
             raise ValueError(f"pareto needs a cost x (params, flops) and an accuracy y (mean_acc), got {x!r}, {y!r}")
@@ -509,11 +509,13 @@ def _eval_acc(run: dict[str, Any]) -> np.ndarray:
     return decode_curve(curves["eval_acc"]) if "eval_acc" in curves else np.empty(0)
 
 
-def _extended_record(code: str, arch: dict[str, Any], key: str, source: str) -> Record:
-    """One architecture of an extended file (validated: `key` holds a number in every run) as a Record."""
+def _extended_record(code: str, arch: dict[str, Any], key: str, source: str) -> ArchResult:
+    """One architecture of an extended file (validated: `key` holds a number in every run) as an ArchResult."""
     acc = [run[key] for run in arch["runs"]]
     values = np.asarray(acc, dtype=np.float64)
-    return Record(code, tuple(acc), float(values.mean()), float(values.std()), int(arch["params"]), int(arch["flops"]))
+    return ArchResult(
+        code, tuple(acc), float(values.mean()), float(values.std()), int(arch["params"]), int(arch["flops"])
+    )
 
 
 def _load_published(data: dict[str, Any], source: str) -> Benchmark:
@@ -569,7 +571,7 @@ def _number(value: Any, integer: bool = False) -> bool:
     return integer or math.isfinite(value)
 
 
-def _parse_record(value: Any, code: str, source: str) -> Record:
+def _parse_record(value: Any, code: str, source: str) -> ArchResult:
     """One published record, type- and range-checked (its mean and std are checked by Benchmark against test_acc);
     BenchmarkFormatError naming the code and the field."""
 
@@ -591,7 +593,7 @@ def _parse_record(value: Any, code: str, source: str) -> Record:
     )
     if problem:
         raise bad(f"has {problem}")
-    return Record(
+    return ArchResult(
         code,
         tuple(float(a) for a in acc),
         float(value["mean_acc"]),

@@ -29,13 +29,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..checks import shown
+from ..arch.codes import unique_codes
 from ..cli import ArgParser, run_main, write_failed
-from ..config import SEEDS
-from ..errors import UserError
-from ..record import METRIC_FIELDS
-from ..search_space import unique_codes
-from ..tracking import WandbPath, parse_wandb_path
+from ..core.errors import UserError
+from ..core.validate import shown
+from ..records.recipe import SEEDS
+from ..records.run_record import METRIC_FIELDS
+from ..records.tracking import WandbPath, parse_wandb_path
 from .artifact import log_benchmark
 from .formats import FORMATS, incomplete_message, provenance, report, summary_line, write
 from .rules import Selection, choose_recipe, complexity_pool, expected_complexity, select

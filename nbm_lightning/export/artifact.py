@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..config import SEEDS
-from ..errors import UserError
-from ..record import METRIC_FIELDS
-from ..runkeys import BENCHMARK_TABLE, BENCHMARK_TYPE, EXPORT_JOB_TYPE, layer_ops, table_columns
-from ..search_space import is_canonical
-from ..tracking import WandbPath, start_run
+from ..arch.codes import is_canonical
+from ..core.errors import UserError
+from ..records.recipe import SEEDS
+from ..records.run_record import METRIC_FIELDS
+from ..records.runkeys import BENCHMARK_TABLE, BENCHMARK_TYPE, EXPORT_JOB_TYPE, layer_ops, table_columns
+from ..records.tracking import WandbPath, start_run
 from . import extended
 
 NAME_PREFIX = "nas-bench-macro"  # artifact names: <prefix>-<format>[-<metric>-<recipe hash>]

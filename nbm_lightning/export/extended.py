@@ -9,7 +9,7 @@ One JSON object, written by `python -m nbm_lightning.export --format extended`:
                                                   # beside "provenance", not inside it
       "provenance": {
         "recipe_hash": "0123456789ab",         # the one recipe every run was trained with
-        "recipe": {...},                        # its fields (nbm_lightning.config.Recipe)
+        "recipe": {...},                        # its fields (nbm_lightning.records.recipe.Recipe)
         "metric": "final",                      # the export's primary metric: "best" or "final"
         "metrics": {"test_acc_best": "...", "test_acc_final": "..."},  # what each accuracy means
         "sources": ["results/", "wandb:ENTITY/PROJECT/SWEEP"],  # what was read, in order
@@ -69,12 +69,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..atomic import atomic_write_text
-from ..checks import shown
-from ..config import SEEDS
-from ..jsonread import JSONReadError, read_json
-from ..record import METRIC_FIELDS, RunRecord
-from ..search_space import unique_codes
+from ..arch.codes import unique_codes
+from ..core.atomic import atomic_write_text
+from ..core.jsonread import JSONReadError, read_json
+from ..core.validate import shown
+from ..records.recipe import SEEDS
+from ..records.run_record import METRIC_FIELDS, RunRecord
 
 FORMAT = "nbm_lightning.extended"  # the "format" field
 VERSION = 1  # the "version" field; bump on any incompatible change

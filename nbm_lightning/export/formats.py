@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_text
-from ..config import ROUNDING_FIELDS, SEEDS
-from ..job import GRID_SIZE
-from ..record import METRIC_FIELDS
-from ..search_space import all_codes, canonical, unique_codes
+from ..arch.codes import all_codes, canonical, unique_codes
+from ..core.atomic import atomic_write_text
+from ..records.job import GRID_SIZE
+from ..records.recipe import ROUNDING_FIELDS, SEEDS
+from ..records.run_record import METRIC_FIELDS
 from . import extended
 from .rules import Selection
 from .sources import Run

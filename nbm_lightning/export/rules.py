@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import SEEDS
-from ..errors import UserError
-from ..job import GRID_SIZE
-from ..record import COMPLETE, HEAD_64K, METRIC_FIELDS, PREEMPTED
-from ..search_space import unique_codes
+from ..arch.codes import unique_codes
+from ..core.errors import UserError
+from ..records.job import GRID_SIZE
+from ..records.recipe import SEEDS
+from ..records.run_record import COMPLETE, HEAD_64K, METRIC_FIELDS, PREEMPTED
 from .sources import Rejected, Run, parse_time
 
 NO_TIME = dt.datetime.min.replace(tzinfo=dt.timezone.utc)  # a missing finished_at sorts before every real time
@@ -174,8 +174,8 @@ def group(by_pair: Mapping[tuple[str, int], Run]) -> tuple[dict[str, tuple[Run, 
 
 
 def expected_complexity(codes: Iterable[str]) -> dict[str, tuple[int, int]]:
-    """(params, flops) of each code (nbm_lightning.complexity, imported here: in the pool's worker)."""
-    from ..complexity import complexity_table
+    """(params, flops) of each code (nbm_lightning.arch.complexity, imported here: in the pool's worker)."""
+    from ..arch.complexity import complexity_table
 
     return complexity_table(codes)
 

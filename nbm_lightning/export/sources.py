@@ -19,10 +19,10 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import Execution, Recipe, field_names
-from ..errors import UserError
-from ..record import SCHEMA_VERSION, RecordError, RunRecord, record_files
-from ..runkeys import RECORD_FILE, SUMMARY_KEYS
+from ..core.errors import UserError
+from ..records.recipe import Execution, Recipe, field_names
+from ..records.run_record import SCHEMA_VERSION, RecordError, RunRecord, record_files
+from ..records.runkeys import RECORD_FILE, SUMMARY_KEYS
 from . import extended
 
 WANDB_SPEC = re.compile(r"^wandb:([^/\s]+)/([^/\s]+)(?:/([^/\s]+))?$")  # wandb:ENTITY/PROJECT[/SWEEP_ID]

@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from ..arch.codes import unique_codes
 from ..bench.table import ACC_METRICS, GET_PUBLISHED, Benchmark
 from ..cli import ArgParser, int_arg, run_main
-from ..errors import UserError
-from ..search_space import unique_codes
+from ..core.errors import UserError
 from .oracle import OBSERVATIONS, oracle
 from .runs import ALGORITHMS, TABLE_BUDGETS, read_runs, regrets, run_trials, runs_document, table_lines, write_runs
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ..checks import check_int
+from ..core.validate import check_int
 from .oracle import Trial
 
 

@@ -20,8 +20,8 @@ from functools import cache
 
 import numpy as np
 
-from ..checks import check_number
-from ..search_space import NUM_LAYERS, unique_codes
+from ..arch.codes import NUM_LAYERS, unique_codes
+from ..core.validate import check_number
 from .oracle import Trial
 
 

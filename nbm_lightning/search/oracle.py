@@ -23,8 +23,8 @@ import numpy as np
 
 from ..bench.budget import Budget
 from ..bench.table import Benchmark
-from ..checks import check_choice, check_int
-from ..errors import UserError
+from ..core.errors import UserError
+from ..core.validate import check_choice, check_int
 from .space import SpaceIndex, space_index
 
 OBSERVATIONS = ("seed", "mean")  # observation modes (module docstring)

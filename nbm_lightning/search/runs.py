@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write_text
+from ..arch.codes import unique_codes
 from ..bench.table import ACC_METRICS
-from ..checks import check_choice, shown
-from ..errors import UserError
+from ..core.atomic import atomic_write_text
+from ..core.errors import UserError
+from ..core.jsonread import JSONReadError, loads, read_bytes
+from ..core.validate import check_choice, shown
 from ..export.extended import ACC_RANGE, MAX_COUNT, MAX_EPOCHS, canonical_codes, value_problem
-from ..jsonread import JSONReadError, loads, read_bytes
-from ..search_space import unique_codes
 from .algorithms import (
     EvolutionConfig,
     LocalSearchConfig,

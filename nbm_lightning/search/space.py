@@ -22,7 +22,7 @@ from functools import cache
 
 import numpy as np
 
-from ..search_space import ALLOWED, NUM_LAYERS, all_codes, canonical, unique_codes, validate
+from ..arch.codes import ALLOWED, NUM_LAYERS, all_codes, canonical, unique_codes, validate
 
 CHANGES = NUM_LAYERS * (len(ALLOWED) - 1)  # one-op changes of a code: 8 layers x 2 other ops = 16
 

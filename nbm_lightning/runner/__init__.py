@@ -1,0 +1,1 @@
+"""Many runs: the worker, the pair lock, preflight checks, requeue argv, the W&B workspace."""
