@@ -194,7 +194,7 @@ SERVICE_GONE_AFTER_THE_RUN = """
     import os, signal, sys
     from pathlib import Path
     import wandb
-    from nbm_lightning import tracking
+    from nbm_lightning.records import tracking
     logger = tracking.make_logger("offline", "p", "", "00000000-s0", "00000000", [], {}, None, Path("."))
     logger.log_metrics({"loss": 1.0})
     wandb.finish()
