@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from nbm_lightning.arch.codes import unique_codes
-from nbm_lightning.export import extended
+from nbm_lightning.bench import extended
 from nbm_lightning.synthetic.records import grid_records, write_records
 
 

@@ -33,6 +33,7 @@ from nbm_lightning.bench import (
     Comparison,
     benchmark_path,
     compare,
+    extended,
     kendall_tau,
     published_file,
     seed_noise_tau,
@@ -42,7 +43,6 @@ from nbm_lightning.bench import __main__ as bench_cli
 from nbm_lightning.bench.compare import MIN_SHARED
 from nbm_lightning.cli import run_main
 from nbm_lightning.core.errors import UserError
-from nbm_lightning.export import extended
 
 FIELDS = ("test_acc", "mean_acc", "std", "params", "flops")
 

@@ -11,9 +11,9 @@ import pytest
 
 from nbm_lightning.arch.codes import all_codes, canonical, unique_codes
 from nbm_lightning.arch.complexity import complexity
+from nbm_lightning.bench import extended
 from nbm_lightning.cli import run_main
 from nbm_lightning.export import __main__ as export
-from nbm_lightning.export import extended
 from nbm_lightning.export.sources import record_from_wandb
 from nbm_lightning.records import runkeys
 from nbm_lightning.records.recipe import SEEDS, Recipe

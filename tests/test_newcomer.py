@@ -43,7 +43,7 @@ def test_slurm_log_folder_is_committed_and_its_logs_ignored():
 
 
 def test_created_at_is_documented_where_the_export_writes_it():
-    from nbm_lightning.export import extended
+    from nbm_lightning.bench import extended
 
     doc = extended.build({}, {}, "2026-01-01T00:00:00+00:00")
     assert "created_at" in doc and "created_at" not in doc["provenance"]

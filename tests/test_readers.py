@@ -26,12 +26,12 @@ import pytest
 
 from nbm_lightning.arch.codes import all_codes, canonical
 from nbm_lightning.arch.complexity import complexity
-from nbm_lightning.bench import Benchmark, BenchmarkError
+from nbm_lightning.bench import Benchmark, BenchmarkError, extended
 from nbm_lightning.bench import __main__ as bench_cli
 from nbm_lightning.bench.table import SUMMARY_TOLERANCE
 from nbm_lightning.cli import run_main
 from nbm_lightning.core.errors import UserError
-from nbm_lightning.export import extended, rules, sources
+from nbm_lightning.export import rules, sources
 from nbm_lightning.records.job import done_record, resolve_job
 from nbm_lightning.records.recipe import Recipe
 from nbm_lightning.search import __main__ as search_cli

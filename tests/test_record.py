@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from nbm_lightning.bench import extended
 from nbm_lightning.cli import run_main
 from nbm_lightning.core.provenance import code_version
 from nbm_lightning.export import __main__ as export_cli
-from nbm_lightning.export import extended
 from nbm_lightning.records.recipe import SEEDS, Recipe
 from nbm_lightning.records.run_record import CURVES, RULES, SCHEMA_VERSION, RecordError, RunRecord
 from nbm_lightning.synthetic.cifar10 import write_cifar10

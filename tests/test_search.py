@@ -19,10 +19,9 @@ import pytest
 import scipy.stats
 
 from nbm_lightning.arch.codes import all_codes, canonical, is_canonical, unique_codes
-from nbm_lightning.bench import ArchResult, Benchmark
+from nbm_lightning.bench import ArchResult, Benchmark, extended
 from nbm_lightning.cli import run_main
 from nbm_lightning.core.errors import UserError
-from nbm_lightning.export import extended
 from nbm_lightning.search import (
     ALGORITHMS,
     EvolutionConfig,

@@ -22,9 +22,9 @@ from helpers.wandb_offline import Sent, sent_by
 from nbm_lightning.arch import picture
 from nbm_lightning.arch.codes import parse, unique_codes
 from nbm_lightning.arch.complexity import complexity
+from nbm_lightning.bench import extended
 from nbm_lightning.cli import run_main
 from nbm_lightning.export import __main__ as export_cli
-from nbm_lightning.export import extended
 from nbm_lightning.records import runkeys
 from nbm_lightning.records.recipe import SEEDS, Recipe
 from nbm_lightning.records.run_record import SCHEMA_VERSION, RecordError, RunRecord

@@ -26,9 +26,9 @@ from ..arch.codes import all_codes, canonical, unique_codes
 from ..core.errors import UserError, require
 from ..core.jsonread import JSONReadError, loads, read_bytes
 from ..core.validate import check_choice, check_int, check_number, fail, shown
-from ..export.extended import ACC_RANGE, MAX_COUNT, value_problem
 from ..records.run_record import METRIC_FIELDS
 from .budget import Budget
+from .extended import ACC_RANGE, MAX_COUNT, value_problem
 from .fetch import ENV_BENCHMARK, ENV_CACHE, ENV_URL, PUBLISHED_NAME, cache_dir, cached_published, published_file
 
 GET_PUBLISHED = (  # where a command's benchmark file comes from, for help texts
@@ -459,7 +459,7 @@ def detect_format(data: Any, source: str) -> str:
 
 def _load_extended(data: dict[str, Any], source: str) -> Benchmark:
     """This project's extended export: per-seed accuracies of the file's primary metric (best or final)."""
-    from ..export import extended
+    from . import extended
 
     try:
         extended.validate(data, source)
@@ -503,7 +503,7 @@ def _eval_curves(runs: list[list[dict[str, Any]]]) -> np.ndarray | None:
 
 def _eval_acc(run: dict[str, Any]) -> np.ndarray:
     """One run's eval_acc curve (empty where the run stores no curves)."""
-    from ..export.extended import decode_curve
+    from .extended import decode_curve
 
     curves = run.get("curves") or {}
     return decode_curve(curves["eval_acc"]) if "eval_acc" in curves else np.empty(0)

@@ -12,7 +12,7 @@ with `--allow-partial`). A last line says how many runs were read, used, rejecte
 
 `--format original` writes the published layout (all 6561 codes, each the record of its canonical code);
 `--metric best` is the published semantics (best test accuracy over the epochs: selection on the test
-set), `--metric final` the last epoch's. `--format extended` (nbm_lightning.export.extended) keeps every
+set), `--metric final` the last epoch's. `--format extended` (nbm_lightning.bench.extended) keeps every
 run, its curves and the provenance.
 
 `--wandb-artifact ENTITY/PROJECT` then logs the written file as a versioned W&B artifact (type `benchmark`,

@@ -22,12 +22,12 @@ import numpy as np
 
 from .. import __version__
 from ..arch.codes import is_canonical
+from ..bench import extended
 from ..core.errors import UserError
 from ..records.recipe import SEEDS
 from ..records.run_record import METRIC_FIELDS
 from ..records.runkeys import BENCHMARK_TABLE, BENCHMARK_TYPE, EXPORT_JOB_TYPE, layer_ops, table_columns
 from ..records.tracking import WandbPath, start_run
-from . import extended
 
 NAME_PREFIX = "nas-bench-macro"  # artifact names: <prefix>-<format>[-<metric>-<recipe hash>]
 META_KEYS = ("recipe_hash", "recipe", "metric", "counts", "wandb_sweeps", "versions", "sources", "devices", "numerics")

@@ -12,11 +12,11 @@ from typing import Any
 import numpy as np
 
 from ..arch.codes import all_codes, canonical, unique_codes
+from ..bench import extended
 from ..core.atomic import atomic_write_text
 from ..records.job import GRID_SIZE
 from ..records.recipe import ROUNDING_FIELDS, SEEDS
 from ..records.run_record import METRIC_FIELDS
-from . import extended
 from .rules import Selection
 from .sources import Run
 
@@ -39,7 +39,7 @@ def original(selection: Selection, metric: str) -> dict[str, dict[str, Any]]:
 
 
 def provenance(selection: Selection, sources: Sequence[str], metric: str) -> dict[str, Any]:
-    """The extended file's provenance block (see nbm_lightning.export.extended)."""
+    """The extended file's provenance block (see nbm_lightning.bench.extended)."""
     used = [run for runs in selection.groups.values() for run in runs]
     return {
         "recipe_hash": selection.recipe_hash, "recipe": selection.recipe, "metric": metric, "sources": list(sources),

@@ -19,11 +19,11 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..bench import extended
 from ..core.errors import UserError
 from ..records.recipe import Execution, Recipe, field_names
 from ..records.run_record import SCHEMA_VERSION, RecordError, RunRecord, record_files
 from ..records.runkeys import RECORD_FILE, SUMMARY_KEYS
-from . import extended
 
 WANDB_SPEC = re.compile(r"^wandb:([^/\s]+)/([^/\s]+)(?:/([^/\s]+))?$")  # wandb:ENTITY/PROJECT[/SWEEP_ID]
 WANDB_PAGE = 1000  # runs per page of the W&B query

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 
 from ..arch.codes import unique_codes
+from ..bench.extended import ACC_RANGE, MAX_COUNT, MAX_EPOCHS, canonical_codes, value_problem
 from ..bench.table import ACC_METRICS
 from ..core.atomic import atomic_write_text
 from ..core.errors import UserError
 from ..core.jsonread import JSONReadError, loads, read_bytes
 from ..core.validate import check_choice, shown
-from ..export.extended import ACC_RANGE, MAX_COUNT, MAX_EPOCHS, canonical_codes, value_problem
 from .algorithms import (
     EvolutionConfig,
     LocalSearchConfig,
