@@ -5,7 +5,8 @@
     bench.query("10201201"); bench.top(5); bench.pareto(); compare(mine, bench)
     Benchmark.load()  # no path: $NBM_BENCHMARK, else the published file, downloaded once into a cache
 
-Modules: `table` (the Benchmark and its file formats), `budget` (the query budget counter), `fetch` (the
+Modules: `table` (the Benchmark and its queries), `formats` (which file, which format), `published` and
+`extended` (the two file formats, read and written), `budget` (the query budget counter), `fetch` (the
 published file's download cache), `rankstats` (Kendall tau, Spearman rho, seed noise), `compare` (agreement of
 two files), `plots` (PNG figures), `__main__` (the command line).
 """
@@ -13,24 +14,11 @@ two files), `plots` (PNG figures), `__main__` (the command line).
 from ..core.errors import MissingDependency, require
 from .budget import Budget
 from .compare import Comparison, compare, shared_rows
-from .fetch import PUBLISHED_SHA256, PUBLISHED_URL, cache_dir, published_file
+from .fetch import ENV_BENCHMARK, PUBLISHED_NAME, PUBLISHED_SHA256, PUBLISHED_URL, cache_dir, published_file
+from .formats import BenchmarkError, BenchmarkFormatError, benchmark_path, detect_format
+from .published import ArchResult
 from .rankstats import kendall_tau, seed_noise_tau, spearman_rho
-from .table import (
-    ACC_METRICS,
-    ENV_BENCHMARK,
-    METRICS,
-    PROXY_SECONDS_PER_MAC,
-    PUBLISHED_NAME,
-    ArchNotFound,
-    ArchResult,
-    Benchmark,
-    BenchmarkError,
-    BenchmarkFormatError,
-    Metric,
-    benchmark_path,
-    detect_format,
-    pareto_rows,
-)
+from .table import ACC_METRICS, METRICS, PROXY_SECONDS_PER_MAC, ArchNotFound, Benchmark, Metric, pareto_rows
 
 __all__ = [
     "ACC_METRICS", "ENV_BENCHMARK", "METRICS", "PROXY_SECONDS_PER_MAC", "PUBLISHED_NAME", "PUBLISHED_SHA256",

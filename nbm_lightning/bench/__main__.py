@@ -13,7 +13,9 @@ from typing import Any
 from ..cli import ArgParser, arch_code, int_arg, run_main
 from ..core.errors import UserError
 from .compare import Comparison, compare
-from .table import GET_PUBLISHED, METRICS, ArchResult, Benchmark
+from .formats import GET_PUBLISHED
+from .published import ArchResult
+from .table import METRICS, Benchmark
 
 PROG = "python -m nbm_lightning.bench"
 

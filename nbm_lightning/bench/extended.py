@@ -50,7 +50,10 @@ to parse on two cores, while the base64 form loads in under 0.1 s and keeps floa
 (~7 significant digits, far below the noise of a single training). `decode_curves(run)` turns them
 back into numpy arrays.
 
-`validate` (run by `write`, `load` and every reader: the benchmark, the artifact) refuses, in one line naming the
+This module owns the format: the exporter writes through `build` and `write`; `load` reads a file as JSON,
+`load_benchmark` as the records and columns of a `Benchmark` (and of the export's W&B Table).
+
+`validate` (run by `write`, `load` and `load_benchmark`) refuses, in one line naming the
 code, seed and value: accuracies outside 0..100 or not finite, test_acc_best below test_acc_final, counts
 (params, flops, ptflops_macs) that are not ints in 0..MAX_COUNT, best_epoch past the epochs, an unknown metric,
 other curve encodings, curves that are not base64 of whole float32 values, of more values than the run's epochs
@@ -75,6 +78,7 @@ from ..core.jsonread import JSONReadError, read_json
 from ..core.validate import shown
 from ..records.recipe import SEEDS
 from ..records.run_record import METRIC_FIELDS, RunRecord
+from .published import ACC_RANGE, MAX_COUNT, ArchResult, value_problem
 
 FORMAT = "nbm_lightning.extended"  # the "format" field
 VERSION = 1  # the "version" field; bump on any incompatible change
@@ -103,8 +107,6 @@ RUN_KEYS = (
     "curves",
 )  # required per-run keys
 TEXT_KEYS = ("run_name", "wandb_id", "wandb_url", "finished_at")  # per-run keys holding a string or null
-ACC_RANGE = (0.0, 100.0)  # accuracies are percent
-MAX_COUNT = 2**53  # the largest params/flops accepted: exact in float64 (the space's largest network has < 2**23)
 MAX_EPOCHS = 100_000  # the largest number of epochs accepted (the published recipe trains 50)
 
 
@@ -184,27 +186,59 @@ def load(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def load_benchmark(data: dict[str, Any], source: str) -> tuple[list[ArchResult], dict[str, Any]]:
+    """A validated document's records (its primary metric's accuracies, canonical codes sorted) and its further
+    Benchmark fields: the metric, every accuracy it holds, training times and eval_acc curves; ValueError otherwise."""
+    validate(data, source)
+    metric = data["provenance"]["metric"]
+    key = METRIC_FIELDS[metric]
+    archs = sorted(data["archs"].items())  # row order of Benchmark.from_records
+    records = [
+        ArchResult.of_seeds(code, [r[key] for r in arch["runs"]], arch["params"], arch["flops"]) for code, arch in archs
+    ]
+    if not records:
+        raise ValueError(f"{source!r} holds no architectures")
+    runs = [arch["runs"] for _, arch in archs]
+    accs = {name: column for name, field_ in METRIC_FIELDS.items() if (column := _run_column(runs, field_)) is not None}
+    columns = {"accs": accs, "train_time_s": _run_column(runs, "train_time_s"), "eval_acc": _eval_curves(runs)}
+    return records, {"metric": metric, **columns}
+
+
+def _run_column(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray | None:
+    """(archs, seeds) values of one per-run field, read-only; None unless every run has a finite number."""
+    values = [[run.get(key) for run in arch] for arch in runs]
+    if not all(finite_or_none(v) is not None for arch in values for v in arch):
+        return None
+    array = np.array(values, dtype=np.float64)
+    array.flags.writeable = False
+    return array
+
+
+def _eval_curves(runs: list[list[dict[str, Any]]]) -> np.ndarray | None:
+    """(archs, seeds, epochs) eval_acc curves (NaN where a run has none), read-only; None where no run has one."""
+    curves = [[_eval_acc(run) for run in arch] for arch in runs]
+    epochs = max((len(c) for arch in curves for c in arch), default=0)
+    if not epochs:
+        return None
+    array = np.full((len(curves), len(curves[0]), epochs), np.nan)
+    for i, arch in enumerate(curves):
+        for j, curve in enumerate(arch):
+            array[i, j, : len(curve)] = curve
+    array.flags.writeable = False
+    return array
+
+
+def _eval_acc(run: dict[str, Any]) -> np.ndarray:
+    """One run's eval_acc curve (empty where the run stores no curves)."""
+    curves = run.get("curves") or {}
+    return decode_curve(curves["eval_acc"]) if "eval_acc" in curves else np.empty(0)
+
+
 def validate(data: Any, where: str) -> None:
     """Raise ValueError (naming `where`) unless `data` is a well-formed extended document."""
     problem = _problem(data)
     if problem:
         raise ValueError(f"{where!r} is not a valid {FORMAT} v{VERSION} file: {problem}")
-
-
-def value_problem(
-    name: str, value: Any, low: float, high: float, integer: bool = False, null: bool = False
-) -> str | None:
-    """None if `value` is a finite JSON number (an int if `integer`, never a bool; null if `null`) in low..high, else
-    '<name> <value>: expected ...'."""
-    if value is None and null:
-        return None
-    kind = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if kind and not isinstance(value, bool) and (integer or math.isfinite(value)) and low <= value <= high:
-        return None
-    what = f"{'an int' if integer else 'a finite number'} in {_bound(low)}..{_bound(high)}" + (
-        " or null" if null else ""
-    )
-    return f"{name} {shown(value)}: expected {what}"
 
 
 def _problem(data: Any) -> str | None:
@@ -306,8 +340,3 @@ def canonical_codes() -> frozenset[str]:
 def _text(value: Any) -> bool:
     """True for a string or null."""
     return value is None or isinstance(value, str)
-
-
-def _bound(value: float) -> str:
-    """A range bound in words: ints as they are, floats short."""
-    return f"{value:g}" if isinstance(value, float) else str(value)

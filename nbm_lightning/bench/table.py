@@ -1,59 +1,41 @@
-"""The benchmark table: one row per canonical architecture in read-only numpy columns, and its file formats.
+"""The benchmark table: one row per canonical architecture in read-only numpy columns, and the queries on it.
 
-`Benchmark.load(path)` reads the published format or this project's extended export (auto-detected; the
-extended one by its primary metric, best or final, and with both metrics, training times and learning curves);
-`query`, `accuracy`, `train_time`, `best`, `archs`, `top`, `pareto`, `sample` and `to_frame` answer from numpy
-arrays, and every query can be charged to a `Budget`. `benchmark_path` finds the file: an explicit path, else
-the one environment variable `NBM_BENCHMARK`, else the cached published file (`fetch`: downloaded once).
+`Benchmark.load(path)` reads the published format or this project's extended export (found and told apart by
+`formats`; the extended one by its primary metric, best or final, and with both metrics, training times and
+learning curves); `query`, `accuracy`, `train_time`, `best`, `archs`, `top`, `pareto`, `sample` and `to_frame`
+answer from numpy arrays, and every query can be charged to a `Budget`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..arch.codes import all_codes, canonical, unique_codes
-from ..core.errors import UserError, require
-from ..core.jsonread import JSONReadError, loads, read_bytes
+from ..arch.codes import canonical, unique_codes
+from ..core.errors import require
 from ..core.validate import check_choice, check_int, check_number, fail, shown
 from ..records.run_record import METRIC_FIELDS
+from . import formats
 from .budget import Budget
-from .extended import ACC_RANGE, MAX_COUNT, value_problem
-from .fetch import ENV_BENCHMARK, ENV_CACHE, ENV_URL, PUBLISHED_NAME, cache_dir, cached_published, published_file
+from .formats import BenchmarkError, BenchmarkFormatError, benchmark_path
+from .published import ACC_RANGE, ArchResult, canonical_map
 
-GET_PUBLISHED = (  # where a command's benchmark file comes from, for help texts
-    f"${ENV_BENCHMARK}, else {PUBLISHED_NAME} from the xiusu/NAS-Bench-Macro GitHub repository, downloaded once "
-    f"into a cache: ${ENV_CACHE}, else ~/.cache/nbm_lightning; ${ENV_URL} overrides the URL"
-)
-FIELDS = ("test_acc", "mean_acc", "std", "params", "flops")  # keys of one record in the published format
 ACC_METRICS = tuple(METRIC_FIELDS)  # per-seed accuracies a file may hold: "best" (max over epochs), "final"
 PROXY_SECONDS_PER_MAC = 8e-6  # the FLOPs time proxy: simulated seconds of one training = this x flops, i.e.
 # 50 epochs x (3 x 50,000 training + 10,000 test images) MACs at an assumed 1e12 MAC/s; a proxy, not a measurement
 TIME_RECORDED = "recorded train_time_s"  # Benchmark.time_source where the file records every run's training time
 TIME_PROXY = f"FLOPs proxy ({PROXY_SECONDS_PER_MAC:g} s per MAC of flops; not measured)"  # otherwise
-EXTENDED_PREFIX = "nbm_lightning"  # the "format" value of this project's extended files starts with it
 SUMMARY_TOLERANCE = 1e-6  # pp: how far mean_acc and std may be from the mean and population std (ddof=0) of test_acc.
 # The published file stores both unrounded: over its 6561 records they equal numpy's float64 mean and std(ddof=0) of
 # test_acc exactly (largest difference 0.0; the sample std, ddof=1, would be up to 0.19 pp off). 1e-6 pp leaves room
 # for another summation order (float64 round-off, ~1e-14 pp) and refuses any edit a table (0.01 pp) could show.
-
-
-class BenchmarkError(UserError):
-    """A benchmark file that cannot be read (one line, exit status 2 on the command line)."""
-
-
-class BenchmarkFormatError(BenchmarkError, ValueError):
-    """A file that is not a benchmark of a supported format, or breaks its invariants (also a ValueError)."""
 
 
 class ArchNotFound(BenchmarkError, KeyError):
@@ -83,43 +65,9 @@ METRICS: dict[str, Metric] = {
 }
 
 
-@dataclass(frozen=True)
-class ArchResult:
-    """The results of one canonical architecture."""
-
-    code: str  # canonical code (the key a non-canonical query resolves to)
-    test_acc: tuple[float, ...]  # test accuracy per seed (0, 1, 2...), percent
-    mean_acc: float  # mean of test_acc as stored in the file, percent
-    std: float  # population std (ddof=0) of test_acc as stored in the file, percentage points
-    params: int  # number of parameters
-    flops: int  # multiply-accumulates of conv and linear weights for one 3x32x32 image
-
-
-def benchmark_path(path: str | os.PathLike[str] | None = None, download: bool = False) -> Path:
-    """The benchmark file: `path`, else $NBM_BENCHMARK, else the cached published file (fetched once if `download`)."""
-    chosen = path or os.environ.get(ENV_BENCHMARK)
-    if chosen:
-        return Path(chosen)
-    if download:
-        return published_file()
-    cached = cached_published()
-    if cached is None:
-        raise UserError(
-            f"no benchmark file: pass a path (--file PATH), set {ENV_BENCHMARK}, or let Benchmark.load() "
-            f"download the published file into {cache_dir() / PUBLISHED_NAME}"
-        )
-    return cached
-
-
-@cache
-def _canonical_map() -> dict[str, str]:
-    """Every one of the 6561 codes -> its canonical form (computed once)."""
-    return {code: canonical(code) for code in all_codes()}
-
-
 def _canonical_of(code: object) -> str:
     """canonical(code), through the table for valid codes; search_space's error for anything else."""
-    canon = _canonical_map().get(code) if isinstance(code, str) else None
+    canon = canonical_map().get(code) if isinstance(code, str) else None
     return canonical(code) if canon is None else canon
 
 
@@ -218,7 +166,7 @@ class Benchmark:
         rows = sorted(records, key=lambda r: r.code)
         if not rows:
             raise ValueError("Benchmark.from_records needs at least one record")
-        if any(_canonical_map().get(r.code) != r.code for r in rows):
+        if any(canonical_map().get(r.code) != r.code for r in rows):
             raise ValueError("Benchmark.from_records takes canonical codes only")
         if len({len(r.test_acc) for r in rows}) > 1:
             raise ValueError("Benchmark.from_records: every record needs the same number of seeds")
@@ -238,8 +186,9 @@ class Benchmark:
         """Read a benchmark file (`benchmark_path`: no path downloads the published file once), detecting its format;
         its `notes` go to stderr, one line each, unless `quiet`."""
         path = benchmark_path(path, download=True)
-        (data, digest), source = _read_json(path), str(path)
-        bench = dataclasses.replace(_LOADERS[detect_format(data, source)](data, source), sha256=digest)
+        records, fields = formats.read(path)
+        metric = fields.pop("metric", "best")
+        bench = dataclasses.replace(cls.from_records(records, str(path), metric), **fields)
         for note in () if quiet else bench.notes:
             print(f"note: {note}", file=sys.stderr)
         return bench
@@ -249,7 +198,7 @@ class Benchmark:
 
     def __contains__(self, code: object) -> bool:
         """True if `code` is a valid code whose canonical form is in this benchmark."""
-        return isinstance(code, str) and _canonical_map().get(code) in self._rows
+        return isinstance(code, str) and canonical_map().get(code) in self._rows
 
     def row(self, code: object) -> int:
         """Row index of a code's canonical form; TypeError/ValueError for a bad code, ArchNotFound (a KeyError) if
@@ -427,177 +376,3 @@ def pareto_rows(cost: np.ndarray, gain: np.ndarray) -> np.ndarray:
             keep.append(i)  # equal (cost, gain) points do not dominate each other: all are kept
             best_gain, best_cost = g, c
     return np.array(keep, dtype=np.int64)
-
-
-# ---------------------------------------------------------------- loading
-
-
-def _read_json(path: str | os.PathLike[str]) -> tuple[Any, str]:
-    """A JSON file parsed (bounded in size and depth: jsonread), and its bytes' sha256; BenchmarkError where it cannot
-    be read (missing, not a regular file, too large), BenchmarkFormatError where it is not JSON."""
-    try:
-        text = read_bytes(path)
-    except JSONReadError as err:
-        raise BenchmarkError(f"cannot read benchmark file{str(err).removeprefix('cannot read')}") from None
-    try:
-        return loads(text, str(path)), hashlib.sha256(text).hexdigest()
-    except JSONReadError as err:
-        raise BenchmarkFormatError(f"benchmark file {err}") from None
-
-
-def detect_format(data: Any, source: str) -> str:
-    """The format of parsed JSON: "extended" (this project's) or "published"; else BenchmarkFormatError."""
-    if not isinstance(data, dict):
-        raise BenchmarkFormatError(
-            f"{source!r} is not a NAS-Bench-Macro benchmark: top level is a JSON {type(data).__name__}, "
-            "expected an object"
-        )
-    if isinstance(data.get("format"), str) and data["format"].startswith(EXTENDED_PREFIX):
-        return "extended"
-    return "published"
-
-
-def _load_extended(data: dict[str, Any], source: str) -> Benchmark:
-    """This project's extended export: per-seed accuracies of the file's primary metric (best or final)."""
-    from . import extended
-
-    try:
-        extended.validate(data, source)
-    except ValueError as err:
-        raise BenchmarkFormatError(str(err)) from None
-    metric = data["provenance"]["metric"]
-    key = METRIC_FIELDS[metric]
-    archs = sorted(data["archs"].items())  # row order of Benchmark.from_records
-    records = [_extended_record(code, arch, key, source) for code, arch in archs]
-    if not records:
-        raise BenchmarkFormatError(f"{source!r} holds no architectures")
-    runs = [arch["runs"] for _, arch in archs]
-    accs = {name: column for name, field_ in METRIC_FIELDS.items() if (column := _run_column(runs, field_)) is not None}
-    bench = Benchmark.from_records(records, source, metric=metric)
-    return dataclasses.replace(
-        bench, accs=accs, train_time_s=_run_column(runs, "train_time_s"), eval_acc=_eval_curves(runs)
-    )
-
-
-def _run_column(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray | None:
-    """(archs, seeds) values of one per-run field, read-only; None unless every run has a finite number."""
-    values = [[run.get(key) for run in arch] for arch in runs]
-    if not all(_number(v) for arch in values for v in arch):
-        return None
-    return _readonly(values, np.float64)
-
-
-def _eval_curves(runs: list[list[dict[str, Any]]]) -> np.ndarray | None:
-    """(archs, seeds, epochs) eval_acc curves (NaN where a run has none), read-only; None where no run has one."""
-    curves = [[_eval_acc(run) for run in arch] for arch in runs]
-    epochs = max((len(c) for arch in curves for c in arch), default=0)
-    if not epochs:
-        return None
-    array = np.full((len(curves), len(curves[0]), epochs), np.nan)
-    for i, arch in enumerate(curves):
-        for j, curve in enumerate(arch):
-            array[i, j, : len(curve)] = curve
-    array.flags.writeable = False
-    return array
-
-
-def _eval_acc(run: dict[str, Any]) -> np.ndarray:
-    """One run's eval_acc curve (empty where the run stores no curves)."""
-    from .extended import decode_curve
-
-    curves = run.get("curves") or {}
-    return decode_curve(curves["eval_acc"]) if "eval_acc" in curves else np.empty(0)
-
-
-def _extended_record(code: str, arch: dict[str, Any], key: str, source: str) -> ArchResult:
-    """One architecture of an extended file (validated: `key` holds a number in every run) as an ArchResult."""
-    acc = [run[key] for run in arch["runs"]]
-    values = np.asarray(acc, dtype=np.float64)
-    return ArchResult(
-        code, tuple(acc), float(values.mean()), float(values.std()), int(arch["params"]), int(arch["flops"])
-    )
-
-
-def _load_published(data: dict[str, Any], source: str) -> Benchmark:
-    """The published format: the 6561 codes -> record, each key holding its canonical code's record; a partial file
-    (an `--allow-partial` export) holds the keys of fewer canonical codes, with a one-line notice on stderr."""
-    keys, expected = set(data), set(all_codes())
-    if keys - expected:
-        bad = sorted(keys - expected, key=str)[0]
-        raise BenchmarkFormatError(f"{source!r} is not a NAS-Bench-Macro benchmark: unexpected key {bad!r}")
-    if not keys:
-        raise BenchmarkFormatError(f"{source!r} holds no architectures")
-    canonicals = [code for code in unique_codes() if code in keys]
-    records = [_parse_record(data[code], code, source) for code in canonicals]
-    if len({len(r.test_acc) for r in records}) > 1:
-        raise BenchmarkFormatError(f"{source!r}: records have different numbers of seeds in test_acc")
-    _check_invariant(data, source)
-    bench = Benchmark.from_records(records, source)
-    if len(keys) == len(expected):
-        return bench
-    missing = sorted(expected - keys)
-    note = (
-        f"{source} is partial: {len(canonicals)} of {len(unique_codes())} canonical codes "
-        f"({len(missing)} of {len(expected)} arch codes missing, e.g. {missing[0]!r})"
-    )
-    return dataclasses.replace(bench, notes=(note,))
-
-
-def _check_invariant(data: dict[str, Any], source: str) -> None:
-    """BenchmarkFormatError unless every key holds the record of its canonical code, which is present too."""
-    for code in data:
-        canon = _canonical_map()[code]
-        if canon not in data:
-            raise BenchmarkFormatError(
-                f"{source!r} breaks the published invariant: key {code!r} is present, its canonical code {canon!r} not"
-            )
-        if data[code] != data[canon]:
-            raise BenchmarkFormatError(
-                f"{source!r} breaks the published invariant: key {code!r} differs from its canonical code {canon!r}"
-            )
-
-
-# format name -> loader; a new format is one function here plus its detection in detect_format
-_LOADERS: dict[str, Callable[[dict[str, Any], str], Benchmark]] = {
-    "published": _load_published,
-    "extended": _load_extended,
-}
-
-
-def _number(value: Any, integer: bool = False) -> bool:
-    """True for a finite JSON number (an int when `integer`), never a bool."""
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
-        return False
-    return integer or math.isfinite(value)
-
-
-def _parse_record(value: Any, code: str, source: str) -> ArchResult:
-    """One published record, type- and range-checked (its mean and std are checked by Benchmark against test_acc);
-    BenchmarkFormatError naming the code and the field."""
-
-    def bad(why: str) -> BenchmarkFormatError:
-        return BenchmarkFormatError(f"{source!r}: record {code!r} {why}")
-
-    if not isinstance(value, dict) or set(value) != set(FIELDS):
-        keys = shown(sorted(value)) if isinstance(value, dict) else type(value).__name__
-        raise bad(f"has {keys}, expected an object with keys {list(FIELDS)}")
-    acc = value["test_acc"]
-    if not isinstance(acc, list) or not acc:
-        raise bad(f"has test_acc {shown(acc)}, expected a non-empty list of accuracies")
-    problem = (
-        next(filter(None, (value_problem(f"test_acc[{i}]", a, *ACC_RANGE) for i, a in enumerate(acc))), None)
-        or value_problem("mean_acc", value["mean_acc"], *ACC_RANGE)
-        or value_problem("std", value["std"], *ACC_RANGE)
-        or value_problem("params", value["params"], 0, MAX_COUNT, integer=True)
-        or value_problem("flops", value["flops"], 0, MAX_COUNT, integer=True)
-    )
-    if problem:
-        raise bad(f"has {problem}")
-    return ArchResult(
-        code,
-        tuple(float(a) for a in acc),
-        float(value["mean_acc"]),
-        float(value["std"]),
-        value["params"],
-        value["flops"],
-    )

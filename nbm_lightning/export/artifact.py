@@ -13,82 +13,38 @@ Fetch it later: `wandb.Api().artifact("ENTITY/PROJECT/NAME:latest").download()`,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import __version__
-from ..arch.codes import is_canonical
-from ..bench import extended
+from ..bench.formats import parse, read_json
 from ..core.errors import UserError
 from ..records.recipe import SEEDS
-from ..records.run_record import METRIC_FIELDS
 from ..records.runkeys import BENCHMARK_TABLE, BENCHMARK_TYPE, EXPORT_JOB_TYPE, layer_ops, table_columns
 from ..records.tracking import WandbPath, start_run
 
 NAME_PREFIX = "nas-bench-macro"  # artifact names: <prefix>-<format>[-<metric>-<recipe hash>]
 META_KEYS = ("recipe_hash", "recipe", "metric", "counts", "wandb_sweeps", "versions", "sources", "devices", "numerics")
-ORIGINAL_FIELDS = ("test_acc", "mean_acc", "std", "params", "flops")  # one record of the original format
 
 
 def read_export(path: str | Path) -> tuple[str, list[list[Any]], dict[str, Any] | None]:
-    """(format, Table rows in code order, the file's provenance or None) of an export file; UserError if not one."""
-    try:
-        data = json.loads(Path(path).read_bytes())
-    except OSError as err:
-        raise UserError(f"cannot read export file {str(path)!r}: {err.strerror or err}") from None
-    except ValueError as err:
-        raise UserError(f"export file {str(path)!r} is not JSON: {err}") from None
-    if isinstance(data, dict) and data.get("format") == extended.FORMAT:
-        try:
-            extended.validate(data, str(path))
-        except ValueError as err:
-            raise UserError(str(err)) from None
-        return "extended", _extended_rows(data), data["provenance"]
-    return "original", _original_rows(data, str(path)), None
+    """(format, Table rows in code order, the file's provenance or None) of an export file, read and checked by the
+    benchmark's reader (`bench.formats`); UserError (one line) if it is not one."""
+    data, _ = read_json(path, "export file")
+    fmt, records, _ = parse(data, str(path))
+    seeds = len(records[0].test_acc)
+    if seeds != len(SEEDS):
+        raise UserError(f"{str(path)!r} is not a benchmark export: its records hold {seeds} seeds, not {len(SEEDS)}")
+    rows = [row(r.code, r.params, r.flops, list(r.test_acc), r.mean_acc, r.std) for r in records]
+    if fmt == "extended":
+        return "extended", rows, data["provenance"]
+    return "original", rows, None
 
 
 def row(code: str, params: int, flops: int, acc: list[float], mean: float, std: float) -> list[Any]:
     """One Table row in `table_columns` order."""
     return [code, *layer_ops(code), params, flops, *acc, mean, std]
-
-
-def _original_rows(data: Any, source: str) -> list[list[Any]]:
-    """The canonical codes of a file in the published layout."""
-    entries = data.items() if isinstance(data, dict) else ()
-    canonical = sorted((code, rec) for code, rec in entries if isinstance(code, str) and _is_canonical(code))
-    bad = next((code for code, rec in canonical if not _original_entry(rec)), None)
-    if not canonical or bad is not None:
-        why = f"entry {bad!r} lacks {list(ORIGINAL_FIELDS)} for {len(SEEDS)} seeds" if bad else "no canonical code"
-        raise UserError(f"{source!r} is not a benchmark export: {why}")
-    return [row(code, r["params"], r["flops"], r["test_acc"], r["mean_acc"], r["std"]) for code, r in canonical]
-
-
-def _is_canonical(code: str) -> bool:
-    try:
-        return is_canonical(code)
-    except (TypeError, ValueError):
-        return False
-
-
-def _original_entry(rec: Any) -> bool:
-    """True for a published-layout record of every seed."""
-    if not isinstance(rec, dict) or any(k not in rec for k in ORIGINAL_FIELDS):
-        return False
-    return isinstance(rec["test_acc"], list) and len(rec["test_acc"]) == len(SEEDS)
-
-
-def _extended_rows(data: Mapping[str, Any]) -> list[list[Any]]:
-    """One row per architecture of an extended file, accuracies of its primary metric."""
-    key, rows = METRIC_FIELDS[data["provenance"]["metric"]], []
-    for code, arch in sorted(data["archs"].items()):
-        acc = [run[key] for run in arch["runs"]]
-        values = np.asarray(acc, dtype=np.float64)
-        rows.append(row(code, arch["params"], arch["flops"], acc, float(values.mean()), float(values.std())))
-    return rows
 
 
 def metadata(fmt: str, path: str | Path, provenance: Mapping[str, Any] | None, codes: int) -> dict[str, Any]:

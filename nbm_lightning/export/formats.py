@@ -1,4 +1,5 @@
-"""What an export writes: the published layout, the extended document with its provenance, and the report lines."""
+"""What an export writes: its records in the published layout or the extended document with its provenance (both
+formats owned by their reader, `nbm_lightning.bench.published` and `.extended`), and the report lines."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..arch.codes import all_codes, canonical, unique_codes
-from ..bench import extended
+from ..arch.codes import unique_codes
+from ..bench import extended, published
+from ..bench.published import ArchResult
 from ..core.atomic import atomic_write_text
 from ..records.job import GRID_SIZE
 from ..records.recipe import ROUNDING_FIELDS, SEEDS
@@ -28,14 +28,12 @@ NUMERICS_KEYS = ("pipeline", *ROUNDING_FIELDS)  # execution fields whose combina
 
 def original(selection: Selection, metric: str) -> dict[str, dict[str, Any]]:
     """The published layout: every code -> the record of its canonical code (complete codes only)."""
-    field_name, table = METRIC_FIELDS[metric], {}
-    for code, runs in selection.groups.items():
-        acc = [getattr(run.record, field_name) for run in runs]
-        table[code] = {
-            "test_acc": acc, "mean_acc": float(np.mean(acc)), "std": float(np.std(acc)),
-            "params": runs[0].record.params, "flops": runs[0].record.flops,
-        }  # fmt: skip
-    return {code: table[canonical(code)] for code in all_codes() if canonical(code) in table}
+    field_name = METRIC_FIELDS[metric]
+    return published.to_dict(
+        ArchResult.of_seeds(code, [getattr(run.record, field_name) for run in runs], runs[0].record.params,
+                            runs[0].record.flops)
+        for code, runs in selection.groups.items()
+    )  # fmt: skip
 
 
 def provenance(selection: Selection, sources: Sequence[str], metric: str) -> dict[str, Any]:

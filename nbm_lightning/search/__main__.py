@@ -7,7 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..arch.codes import unique_codes
-from ..bench.table import ACC_METRICS, GET_PUBLISHED, Benchmark
+from ..bench.formats import GET_PUBLISHED
+from ..bench.table import ACC_METRICS, Benchmark
 from ..cli import ArgParser, int_arg, run_main
 from ..core.errors import UserError
 from .oracle import OBSERVATIONS, oracle

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..arch.codes import unique_codes
-from ..bench.extended import ACC_RANGE, MAX_COUNT, MAX_EPOCHS, canonical_codes, value_problem
+from ..bench.extended import MAX_EPOCHS, canonical_codes
+from ..bench.published import ACC_RANGE, MAX_COUNT, value_problem
 from ..bench.table import ACC_METRICS
 from ..core.atomic import atomic_write_text
 from ..core.errors import UserError
