@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,9 +12,11 @@ import pytest
 
 from nbm_lightning.arch.codes import all_codes, canonical, unique_codes
 from nbm_lightning.arch.complexity import complexity
-from nbm_lightning.bench import extended
+from nbm_lightning.bench import extended, published
+from nbm_lightning.bench.published import ArchResult
 from nbm_lightning.cli import run_main
 from nbm_lightning.export import __main__ as export
+from nbm_lightning.export import artifact
 from nbm_lightning.export.sources import record_from_wandb
 from nbm_lightning.records import runkeys
 from nbm_lightning.records.recipe import SEEDS, Recipe
@@ -325,6 +328,44 @@ def test_bad_values_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         export.main(["--from", ".", "--out", "o.json", *argv])
     assert exc.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+
+
+NON_CANONICAL = next(code for code in all_codes() if canonical(code) != code)  # "00000001" -> "00000010"
+SMALL = (A, canonical(NON_CANONICAL), C)  # the canonical codes of a small original export
+
+
+def small_original(tmp_path: Path, edit=lambda data: None) -> Path:
+    """An original-format export of three codes (written through bench.published), after `edit` of its JSON."""
+    data = published.to_dict(ArchResult.of_seeds(code, [90.0, 91.0, 92.5], 1000, 2000) for code in SMALL)
+    data = json.loads(json.dumps(data))  # one object per key, as read from a file
+    edit(data)
+    (path := tmp_path / "small.json").write_text(json.dumps(data))
+    return path
+
+
+def test_reading_an_export_back_goes_through_the_published_reader(tmp_path):
+    path = small_original(tmp_path)
+    assert set(json.loads(path.read_text())) == {code for code in all_codes() if canonical(code) in SMALL}
+    fmt, rows, provenance = artifact.read_export(path)
+    assert (fmt, provenance, [r[0] for r in rows]) == ("original", None, list(SMALL))
+    mean, std = statistics.fmean([90.0, 91.0, 92.5]), statistics.pstdev([90.0, 91.0, 92.5])
+    assert rows[0][-7:-2] == [1000, 2000, 90.0, 91.0, 92.5] and rows[0][-2:] == pytest.approx([mean, std], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [  # each of these the old ad hoc reader of the published layout let through
+        (lambda d: d[NON_CANONICAL].update(flops=1), f"key {NON_CANONICAL!r} differs from its canonical code"),
+        (lambda d: d[A].update(test_acc=[90.0, 91.0, 150.0]), f"record {A!r} has test_acc[2] 150.0: expected"),
+        (lambda d: d.update(junk={}), "unexpected key 'junk'"),
+        (lambda d: [d[k].update(test_acc=[90.0, 91.0], std=0.5, mean_acc=90.5) for k in d], "hold 2 seeds, not 3"),
+    ],
+)
+def test_log_only_refuses_a_file_the_published_reader_refuses(edit, message, tmp_path, capsys):
+    path = small_original(tmp_path, edit)
+    assert run_export("--log-only", str(path), "--wandb-artifact", "ent/proj") == 2  # before any W&B call
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and str(path) in err
 
 
 # ---------------------------------------------------------------- W&B source
