@@ -229,7 +229,7 @@ def test_record_folders_read_regular_files_only(tmp_path, capsys):
     import threading
 
     from nbm_lightning.export.sources import read_folder
-    from nbm_lightning.sweep import done_pairs
+    from nbm_lightning.runner.missing import done_pairs
 
     _sound(tmp_path)
     results = tmp_path / "results"
