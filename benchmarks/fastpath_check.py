@@ -36,8 +36,8 @@ from torch import Tensor, nn
 
 from benchmarks.train_speed import Batch, PlainLoop, TrainPath, make_net
 from nbm_lightning.records.recipe import Recipe
-from nbm_lightning.training.data import TensorLoader
 from nbm_lightning.training.module import make_sgd
+from nbm_lightning.training.tensor_loader import TensorLoader
 
 REFERENCE = TrainPath("reference", sgd_impl="auto", cudnn_benchmark=False)
 TOLERANCE = {"fp32": 1e-3, "tf32": 1e-2}  # relative: gradients (L2) and losses

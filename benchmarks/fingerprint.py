@@ -1,4 +1,4 @@
-"""Time the data fingerprint (`nbm_lightning.training.data.fingerprint`) on a CIFAR-10-sized synthetic folder.
+"""Time the data fingerprint (`nbm_lightning.training.cifar10_files.fingerprint`) on a CIFAR-10-sized synthetic folder.
 
 A synthetic CIFAR-10 of the real size (50,000 + 10,000 images, ~178 MB) is written to a temporary folder, then
 the fingerprint is taken three times: the first call (every file hashed whole; the files are in the OS page
@@ -22,15 +22,15 @@ from typing import Any
 
 from benchmarks.run import _cpu_model
 from nbm_lightning.synthetic.cifar10 import write_cifar10
-from nbm_lightning.training import data
+from nbm_lightning.training import cifar10_files
 
 
 def head_64k(root: Path) -> float:
     """Seconds to hash the first 64 KiB of each CIFAR-10 file (the fingerprint before whole files)."""
     start = time.perf_counter()
     digest = hashlib.sha256()
-    for name in sorted(data._file_names()):
-        with open(data.cifar10_folder(root) / name, "rb") as handle:
+    for name in sorted(cifar10_files._file_names()):
+        with open(cifar10_files.cifar10_folder(root) / name, "rb") as handle:
             digest.update(handle.read(65536))
     return time.perf_counter() - start
 
@@ -40,12 +40,12 @@ def run(n_train: int, n_test: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         write_cifar10(root, n_train, n_test)
-        size = sum(f.stat().st_size for f in data.cifar10_folder(root).iterdir())
+        size = sum(f.stat().st_size for f in cifar10_files.cifar10_folder(root).iterdir())
         start = time.perf_counter()
-        first = data.fingerprint(root)
+        first = cifar10_files.fingerprint(root)
         first_s = time.perf_counter() - start
         start = time.perf_counter()
-        again = data.fingerprint(root)
+        again = cifar10_files.fingerprint(root)
         cached_s = time.perf_counter() - start
         assert again == first
         return {

@@ -45,7 +45,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then           # wheels carried from benchmark
         && export PYTHONPATH="/tmp/nbm_site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"   # the source tree serves where the package is not installed
-IMPORTS="import torch, torchvision, pytorch_lightning, torchmetrics, nbm_lightning.training.module, nbm_lightning.training.data"
+IMPORTS="import torch, torchvision, pytorch_lightning, torchmetrics, nbm_lightning.training.module, nbm_lightning.training.datamodule"
 if ! "$PYTHON" -c "$IMPORTS" 2>/dev/null; then    # dependencies missing: install (needs the package index)
     timeout 300 "$PYTHON" -m pip install -q --retries 1 --timeout 20 -e . >"$OUT/pip.log" 2>&1 \
         || echo "pip install -e . failed (see $OUT/pip.log)"

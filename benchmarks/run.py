@@ -37,7 +37,7 @@ import torch
 from benchmarks import train_speed as ts
 from nbm_lightning.records.recipe import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
 from nbm_lightning.synthetic.cifar10 import write_cifar10
-from nbm_lightning.training.data import SKIP_MD5_ENV, missing_files, open_cifar10
+from nbm_lightning.training.cifar10_files import SKIP_MD5_ENV, missing_files, open_cifar10
 
 ARCHS = ("00000000", "12012012", "22222222")  # the smallest, a median and the largest architecture
 SECTIONS = ("pipeline", "training", "overhead", "concurrency", "export", "query", "compile")

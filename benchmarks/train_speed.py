@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nbm_lightning.records.recipe import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE, Execution, Recipe
-from nbm_lightning.training.data import CIFAR10DataModule
+from nbm_lightning.training.datamodule import CIFAR10DataModule
 from nbm_lightning.training.module import MacroNetModule, make_sgd
 from nbm_lightning.training.run import (
     apply_numerics,

@@ -31,7 +31,7 @@ from typing import Any
 from benchmarks.run import _cpu_model, _versions
 from nbm_lightning.records.recipe import CIFAR10_TEST_SIZE, CIFAR10_TRAIN_SIZE
 from nbm_lightning.synthetic.cifar10 import write_cifar10
-from nbm_lightning.training.data import missing_files
+from nbm_lightning.training.cifar10_files import missing_files
 
 FAST = ["--pipeline=tensor", "--channels-last=true", "--sgd-impl=fused", "--progress=false", "--wandb-mode=disabled",
         "--download=false", "--epochs=1", "--schedule=standard"]  # fmt: skip

@@ -20,23 +20,20 @@ from torchvision.datasets import CIFAR10
 
 from nbm_lightning.core.errors import UserError
 from nbm_lightning.synthetic.cifar10 import CIFAR10_CLASSES, TEST_FILES, TRAIN_FILES, write_cifar10
-from nbm_lightning.training.data import (
+from nbm_lightning.training.augment import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     CROP_PADDING,
     CROP_SIZE,
-    SKIP_MD5_ENV,
-    CIFAR10DataModule,
-    DataMissingError,
-    EpochSampler,
-    SeededDataset,
-    TensorLoader,
     augment,
     epoch_generator,
     normalize,
     sample_augment_params,
-    train_transform,
 )
+from nbm_lightning.training.cifar10_files import SKIP_MD5_ENV, DataMissingError
+from nbm_lightning.training.datamodule import CIFAR10DataModule
+from nbm_lightning.training.tensor_loader import TensorLoader
+from nbm_lightning.training.torchvision_pipeline import EpochSampler, SeededDataset, train_transform
 
 N_TRAIN, N_TEST = 50, 20  # the tiny dataset of the DataModule tests
 SPAN = 2 * CROP_PADDING + 1  # offsets per axis: 0..8

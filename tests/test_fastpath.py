@@ -20,7 +20,7 @@ from benchmarks import run as bench
 from benchmarks import train_speed as ts
 from nbm_lightning.arch.network import MacroNet
 from nbm_lightning.synthetic.cifar10 import write_cifar10
-from nbm_lightning.training.data import CIFAR10DataModule
+from nbm_lightning.training.datamodule import CIFAR10DataModule
 from nbm_lightning.training.module import MacroNetModule
 from nbm_lightning.training.run import build_datamodule, build_module, build_network, build_trainer, seed_run
 

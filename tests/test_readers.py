@@ -6,7 +6,7 @@ Python API (one error type, a ValueError that the command line reports) and thro
 one line on stderr, nothing on stdout).
 
 RECORD_CASES (at the end): run records, through each reader that decides something with them: the skip of
-`fit` and the worker (`job.done_record`), `sweep make --missing` (`sweep.done_pairs`) and the exporter
+`fit` and the worker (`job.done_record`), `sweep make --missing` (`runner.missing.done_pairs`) and the exporter
 (`sources.read_folder` and `rules.rejection`). Each case is a sound record changed one way; it must count as
 done for none of them, and each must name the file and say what is wrong.
 """
@@ -34,10 +34,10 @@ from nbm_lightning.core.errors import UserError
 from nbm_lightning.export import rules, sources
 from nbm_lightning.records.job import done_record, resolve_job
 from nbm_lightning.records.recipe import Recipe
+from nbm_lightning.runner.missing import done_pairs
 from nbm_lightning.search import __main__ as search_cli
 from nbm_lightning.search.runs import FORMAT as RUNS_FORMAT
 from nbm_lightning.search.runs import RunsFileError, read_runs
-from nbm_lightning.sweep import done_pairs
 from nbm_lightning.synthetic.records import make_record
 
 ROOT = Path(__file__).resolve().parents[1]

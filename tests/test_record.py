@@ -229,7 +229,7 @@ def test_record_folders_read_regular_files_only(tmp_path, capsys):
     import threading
 
     from nbm_lightning.export.sources import read_folder
-    from nbm_lightning.sweep import done_pairs
+    from nbm_lightning.runner.missing import done_pairs
 
     _sound(tmp_path)
     results = tmp_path / "results"
@@ -250,7 +250,7 @@ def test_record_folders_read_regular_files_only(tmp_path, capsys):
 
 
 def test_the_data_fingerprint_hashes_whole_files_once_per_size_and_mtime(tmp_path):
-    from nbm_lightning.training.data import fingerprint
+    from nbm_lightning.training.cifar10_files import fingerprint
 
     for name in ("a", "b"):
         write_cifar10(tmp_path / name, n_train=150, n_test=10, seed=0)  # data_batch_* files of ~92 KB

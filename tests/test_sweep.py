@@ -24,6 +24,8 @@ from nbm_lightning.cli import run_main
 from nbm_lightning.fit import build_parser, resolve, resolve_all
 from nbm_lightning.records.job import GRID_SIZE, index_to_pair
 from nbm_lightning.records.recipe import SEEDS, Recipe, load_yaml, split_overrides
+from nbm_lightning.runner import agents as gpu_agents
+from nbm_lightning.runner import missing, sweep_files
 from nbm_lightning.synthetic.records import make_record, write_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,11 +93,11 @@ def test_sweep_files_validate_against_the_sweeps_schema(name):
     sweeps.SweepConfig(config)  # raises jsonschema.ValidationError when invalid
 
 
-@pytest.mark.parametrize("preset", sweep.PRESETS)
+@pytest.mark.parametrize("preset", sweep_files.PRESETS)
 def test_committed_sweep_files_are_the_generated_ones(preset, tmp_path):
-    assert (ROOT / "sweeps" / f"{preset}.yaml").read_text() == sweep.render_preset(preset)
+    assert (ROOT / "sweeps" / f"{preset}.yaml").read_text() == sweep_files.render_preset(preset)
     assert sweep.main(["make", "--preset", preset, "--out", str(tmp_path / "s.yaml")]) == 0
-    assert (tmp_path / "s.yaml").read_text() == sweep.render_preset(preset)
+    assert (tmp_path / "s.yaml").read_text() == sweep_files.render_preset(preset)
 
 
 @pytest.mark.parametrize("position", [0, -1, 3 * 1000 + 2])
@@ -117,7 +119,8 @@ def test_smoke_sweep_runs_the_smoke_config(monkeypatch):
     monkeypatch.chdir(ROOT)  # the agent runs in the repository root: configs/smoke.yaml is relative
     config = load(ROOT / "sweeps" / "smoke.yaml")
     runs = [run.config for run in grid_search_next_runs([], config, n=10) if run is not None]
-    assert [r["arch"]["value"] for r in runs] == list(sweep.SMOKE_CODES) and {r["seed"]["value"] for r in runs} == {0}
+    assert [r["arch"]["value"] for r in runs] == list(sweep_files.SMOKE_CODES)
+    assert {r["seed"]["value"] for r in runs} == {0}
     job = fit_job(agent_argv(config, runs[1]))
     assert job.arch == "01210210" and job.recipe.epochs <= 3 and job.execution.results_dir == "results/smoke"
     smoke_recipe = Recipe(**split_overrides(load_yaml(ROOT / "configs" / "smoke.yaml"))[0])
@@ -165,7 +168,7 @@ def test_missing_sweep_of_another_recipe_carries_its_config(tmp_path, monkeypatc
 
 def test_missing_with_nothing_missing_writes_nothing(tmp_path, monkeypatch, capsys):
     all_pairs = {index_to_pair(n) for n in range(GRID_SIZE)}
-    monkeypatch.setattr(sweep, "done_pairs", lambda folders, recipe_hash: all_pairs)
+    monkeypatch.setattr(missing, "done_pairs", lambda folders, recipe_hash: all_pairs)
     assert sweep.main(["make", "--missing", str(tmp_path), "--out", str(tmp_path / "m.yaml")]) == 0
     assert "nothing missing" in capsys.readouterr().out and not (tmp_path / "m.yaml").exists()
 
@@ -246,14 +249,14 @@ def no_launch(*args):
 
 
 def test_gpus_that_do_not_exist_start_nothing(monkeypatch, capsys):
-    monkeypatch.setattr(sweep, "launch", no_launch)
+    monkeypatch.setattr(gpu_agents, "launch", no_launch)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     import torch
 
     assert torch.cuda.device_count() == 0  # this machine: torch counts for real, in-process (no mask set)
     assert run_main(sweep.main, ["agents", "e/p/s", "--gpus", "0"], prog=sweep.PROG) == 2
     assert "bad --gpus: invalid GPU id '0': expected one of the 0 GPU(s) torch sees here" in capsys.readouterr().err
-    monkeypatch.setattr(sweep, "physical_gpu_count", lambda: 2)
+    monkeypatch.setattr(gpu_agents, "physical_gpu_count", lambda: 2)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,99")
     assert run_main(sweep.main, ["agents", "e/p/s"], prog=sweep.PROG) == 2
     assert "bad CUDA_VISIBLE_DEVICES: invalid GPU id '99': expected one of the 2" in capsys.readouterr().err
@@ -268,7 +271,7 @@ echo "  MIG 1g.10gb     Device  0: (UUID: MIG-2a1b9c3d-0000-5555-8888-123456789a
 
 
 def test_gpu_uuids_are_checked_against_nvidia_smi(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sweep, "launch", lambda agents, log_dir: len(agents) + 40)
+    monkeypatch.setattr(gpu_agents, "launch", lambda agents, log_dir: len(agents) + 40)
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi: UUIDs accepted with a notice
     uuids = "GPU-8932f937,MIG-2a1b9c3d-0000-5555-8888-123456789abc"  # a prefix, as CUDA accepts, and a MIG UUID
     assert sweep.main(["agents", "e/p/s", "--gpus", uuids]) == 42
@@ -298,10 +301,10 @@ def test_launch_waits_and_forwards_ctrl_c(tmp_path):
     (tmp_path / "agent.py").write_text(FAKE_AGENT)
     supervisor = textwrap.dedent(f"""
         import sys
-        from nbm_lightning import sweep
+        from nbm_lightning.runner import agents as gpu_agents
         argv = lambda k: (sys.executable, {str(tmp_path / "agent.py")!r}, {str(tmp_path)!r}, str(k))
-        agents = [sweep.Agent(g, k, argv(k), (("CUDA_VISIBLE_DEVICES", g),)) for g in ("0", "1") for k in range(2)]
-        sys.exit(sweep.launch(agents, None))
+        agents = [gpu_agents.Agent(g, k, argv(k), (("CUDA_VISIBLE_DEVICES", g),)) for g in ("0", "1") for k in range(2)]
+        sys.exit(gpu_agents.launch(agents, None))
     """)
     proc = subprocess.Popen([sys.executable, "-c", supervisor], stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
@@ -309,7 +312,7 @@ def test_launch_waits_and_forwards_ctrl_c(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
-    assert proc.returncode == sweep.INTERRUPTED
+    assert proc.returncode == gpu_agents.INTERRUPTED
     assert sorted(p.name for p in tmp_path.glob("stopped-*")) == [
         f"stopped-{g}-{k}" for g, k in itertools.product("01", "01")
     ]
@@ -352,10 +355,10 @@ def test_slurm_array_task_trains_its_pairs(task, per_task, indices, tmp_path, mo
 def test_launch_logs_each_agent_and_reports_failure(tmp_path, capsys):
     script = "import os, sys; print('agent on', os.environ['CUDA_VISIBLE_DEVICES']); sys.exit(int(sys.argv[1]))"
     agents = [
-        sweep.Agent(gpu, 0, (sys.executable, "-c", script, code), (("CUDA_VISIBLE_DEVICES", gpu),))
+        gpu_agents.Agent(gpu, 0, (sys.executable, "-c", script, code), (("CUDA_VISIBLE_DEVICES", gpu),))
         for gpu, code in (("0", "0"), ("1", "3"))
     ]
-    assert sweep.launch(agents, tmp_path / "logs") == 1
+    assert gpu_agents.launch(agents, tmp_path / "logs") == 1
     logs = sorted((tmp_path / "logs").glob("agent-*-gpu*-0.log"))
     assert [p.read_text() for p in logs] == ["agent on 0\n", "agent on 1\n"]
-    assert sweep.launch(agents[:1], None) == 0 and "agent 0: gpu 0 slot 0 pid" in capsys.readouterr().out
+    assert gpu_agents.launch(agents[:1], None) == 0 and "agent 0: gpu 0 slot 0 pid" in capsys.readouterr().out

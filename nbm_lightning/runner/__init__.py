@@ -1,1 +1,2 @@
-"""Many runs: the worker, the pair lock, preflight checks, requeue argv, the W&B workspace."""
+"""Many runs: the worker, the pair lock, preflight checks, requeue argv, sweep files, missing pairs, sweep agents,
+the W&B workspace."""

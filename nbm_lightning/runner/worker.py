@@ -124,7 +124,7 @@ class Worker:
     """Trains jobs in this process with skip, resume, checkpoint and record semantics of a single `fit` run."""
 
     def __init__(self, stop: StopSignal | None = None):
-        from ..training.data import DataCache  # torch loads with the worker, not with this module
+        from ..training.datamodule import DataCache  # torch loads with the worker, not with this module
 
         self.cache = DataCache()
         self.stop = stop or StopSignal()

@@ -2,7 +2,7 @@
 
 `write_cifar10` writes `root/cifar-10-batches-py/` (`data_batch_1..5`, `test_batch`, `batches.meta`) so that
 `torchvision.datasets.CIFAR10(root)` reads it. Its md5 sums differ from the real files: read it with
-`NBM_CIFAR_SKIP_MD5=1` (see `nbm_lightning.training.data`).
+`NBM_CIFAR_SKIP_MD5=1` (see `nbm_lightning.training.cifar10_files`).
 """
 
 from __future__ import annotations

@@ -41,7 +41,8 @@ from .callbacks import (
     wandb_calls,
     wandb_run,
 )
-from .data import CIFAR10DataModule, DataCache, fingerprint
+from .cifar10_files import fingerprint
+from .datamodule import CIFAR10DataModule, DataCache
 from .module import MacroNetModule, NonFiniteLossError
 
 COMPLETE_EXIT, FAILED_EXIT, STOPPED_EXIT = 0, 1, 130  # what train() returns (and fit exits with)
