@@ -116,12 +116,14 @@ LAYERS = {  # role package -> the packages of ours its library modules may impor
     "training": {"core", "arch", "records"},
     "runner": {"core", "arch", "records", "training"},
     "synthetic": {"core", "arch", "records"},
+    "hwcost": {"core", "arch", "records"},  # below bench and search: their queries join cost files
     "export": {"core", "arch", "records"},
     "bench": {"core", "arch", "records", "export"},  # export: until bench owns the formats (issue 18, point 4)
     "search": {"core", "arch", "records", "bench", "export"},  # export.extended's checks: until point 4 (as bench)
 }
 TORCH = ("torch", "torchvision", "pytorch_lightning", "torchmetrics", "ptflops")
-NO_TORCH = ("core", "arch.codes", "arch.picture", "records", "bench", "search", "export")  # the tabular side
+NO_TORCH = ("core", "arch.codes", "arch.picture", "records", "bench", "search", "export",
+            "hwcost.costfile", "hwcost.query", "hwcost.report")  # the tabular side  # fmt: skip
 
 
 def package_of(module: str, root: Path) -> str:

@@ -179,7 +179,8 @@ def check_entry(entry: Entry, settings: Settings) -> Entry:
         raise ValueError(f"train_step_ms {'missing' if settings.train_step else 'present'} (train_step "
                          f"{str(settings.train_step).lower()} in the settings)")  # fmt: skip
     cuda = settings.device == "cuda"
-    if (entry.peak_memory is None) == cuda or (entry.train_peak_memory is None) == (cuda and settings.train_step):
+    train_peak = cuda and settings.train_step
+    if (entry.peak_memory is not None) != cuda or (entry.train_peak_memory is not None) != train_peak:
         raise ValueError(f"peak memory must be recorded on cuda only (and train_peak_memory_bytes only with a train "
                          f"step), the device is {settings.device}")  # fmt: skip
     if entry.peak_memory is not None:

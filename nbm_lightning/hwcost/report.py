@@ -7,6 +7,7 @@ correlation is computed here (average ranks for ties) rather than taken from ben
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -82,8 +83,8 @@ def report_lines(cost_file: CostFile) -> list[str]:
                      for c in cost_file.costs)  # fmt: skip
         corr = rank_correlations(cost_file, measure, batch)
         lines += [
-            f"{name}: median {medians[len(medians) // 2]:.3f} ms (range {medians[0]:.3f}..{medians[-1]:.3f}), "
-            f"IQR/median median {iqr[len(iqr) // 2]:.1%} (max {iqr[-1]:.1%})",
+            f"{name}: median {statistics.median(medians):.3f} ms (range {medians[0]:.3f}..{medians[-1]:.3f}), "
+            f"IQR/median median {statistics.median(iqr):.1%} (max {iqr[-1]:.1%})",
             f"  Spearman rho with flops {corr.rho['flops']:.4f}, with params {corr.rho['params']:.4f} (n = {corr.n})",
         ]
     return lines
