@@ -51,7 +51,9 @@ def open_cost_file(file: str | os.PathLike[str] | CostFile) -> CostFile:
     return loaded
 
 
-def value(cost_file: CostFile, code: object, measure: str = "latency_ms", batch_size: int = 1, stat: str = "median"):
+def value(
+    cost_file: CostFile, code: object, measure: str = "latency_ms", batch_size: int = 1, stat: str = "median"
+) -> float | int:
     """`measure` of the canonical network of `code` in a loaded file (a float for times, else an int)."""
     check_choice("measure", measure, tuple(MEASURES))
     check_choice("stat", stat, STATS)

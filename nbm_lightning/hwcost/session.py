@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
+from ..arch.codes import canonical
 from ..core.atomic import atomic_write_text
 from ..core.errors import UserError
 from ..core.validate import shown
@@ -58,8 +59,9 @@ def run(
     save_every_s: float = 10.0,
     log: Callable[[str], None] = print,
 ) -> CostFile:
-    """Measure every canonical code of `codes` the file `out` lacks; return the file as saved last."""
+    """Measure the canonical network of every code of `codes` that the file `out` lacks; return the file as saved."""
     out = Path(out)
+    codes = list(dict.fromkeys(canonical(code) for code in codes))  # the file's keys: canonical, each once
     device = resolve_device(settings.device)
     configure(settings)
     info = header(settings, device, command)
