@@ -78,6 +78,38 @@ def test_a_training_step_is_timed_at_the_settings_batch():
         batch_sizes=(1,), repeats=3, train_step=True, train_batch_size=4)) == entry  # fmt: skip
 
 
+def test_cuda_entries_carry_memory_and_cpu_entries_none():
+    timing = {"median": 2.0, "q1": 1.5, "q3": 2.5}
+    doc = {
+        "params": 387882,
+        "flops": 7713280,
+        "weights_bytes": 1_600_000,
+        "latency_ms": {"1": timing},
+        "train_step_ms": timing,
+        "peak_memory_bytes": {"1": 9_000_000},
+        "train_peak_memory_bytes": 50_000_000,
+    }
+    gpu = settings(device="cuda", batch_sizes=(1,), train_step=True, cudnn_benchmark=True)  # fmt: skip
+    entry = costfile.entry_from_json(doc, gpu)
+    assert entry.peak_memory == {1: 9_000_000} and entry.train_peak_memory == 50_000_000 and entry.train_step.iqr == 1
+    for key in ("peak_memory_bytes", "train_peak_memory_bytes"):
+        with pytest.raises(ValueError, match="peak memory must be recorded on cuda only"):
+            costfile.entry_from_json({**doc, key: None}, gpu)
+        with pytest.raises(ValueError, match="peak memory must be recorded on cuda only"):
+            costfile.entry_from_json(doc, settings(batch_sizes=(1,), train_step=True))
+
+
+def test_an_interrupt_saves_what_was_measured(tmp_path):
+    def log(line: str) -> None:  # Ctrl-C (or SIGTERM, which the command turns into it) after the first network
+        if line.startswith("cost: [1/"):
+            raise KeyboardInterrupt
+
+    out = tmp_path / "cost.json"
+    with pytest.raises(KeyboardInterrupt):
+        session.run(CHEAP[:3], settings(batch_sizes=(1,), repeats=3), out, ["test"], save_every_s=1e9, log=log)
+    assert list(load(out).costs) == [CHEAP[0]]  # saved on the way out, not by the (never due) periodic save
+
+
 def cpu():
     import torch
 
