@@ -16,7 +16,8 @@
 # 6. python -m nbm_lightning.cost: the hardware cost of all 3969 networks on CUDA (latency at batch 1 and 1024,
 #    a training step at batch 256, peak memory, weights; docs/cost.md) into $COST_FILE, saved as it goes; cut short
 #    by COST_TIMEOUT it keeps what it measured, and `STEPS=cost COST_FILE=<that file, carried>` resumes it; then
-#    its report (rank correlation of latency with FLOPs and params) in cost_report.txt;
+#    its report (rank correlation of latency with FLOPs and params) in cost_report.txt. Not yet timed on a GPU
+#    (estimate: ~0.1 s a network on an H200, ~7 min for the 3969: STEPS=cost COST_TIMEOUT=540 in a session of its own);
 # 7. the tables as Markdown (tables.md), also from a partial JSON.
 # STEPS picks steps (default: all; e.g. STEPS=cost for a session of the cost measurement alone).
 # Everything goes to $OUT if set, else ./bench_out. Exit status: 0 when every step passed.
