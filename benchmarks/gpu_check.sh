@@ -14,10 +14,10 @@
 #    GPU, and the GPU memory a worker holds between runs (the resident dataset only);
 # 5. python -m benchmarks.fusion_probe: 1 model, 3 models one after another, 3 models fused (HFTA);
 # 6. python -m nbm_lightning.cost: the hardware cost of all 3969 networks on CUDA (latency at batch 1 and 1024,
-#    a training step at batch 256, peak memory, weights; docs/cost.md) into $COST_FILE, saved as it goes; cut short
-#    by COST_TIMEOUT it keeps what it measured, and `STEPS=cost COST_FILE=<that file, carried>` resumes it; then
-#    its report (rank correlation of latency with FLOPs and params) in cost_report.txt. Not yet timed on a GPU
-#    (estimate: ~0.1 s a network on an H200, ~7 min for the 3969: STEPS=cost COST_TIMEOUT=540 in a session of its own);
+#    a training step at batch 256, peak memory, weights; docs/cost.md) into $COST_FILE, saved as it goes, then its
+#    report (rank correlation of latency with FLOPs and params) in cost_report.txt. Cut short by COST_TIMEOUT (not
+#    a failure) it keeps what it measured, and `STEPS=cost COST_FILE=<that file, carried>` resumes it. Not yet timed
+#    on a GPU (a guess: ~0.1 s a network, ~7 min for the 3969: `STEPS=cost COST_TIMEOUT=540` in a session alone);
 # 7. the tables as Markdown (tables.md), also from a partial JSON.
 # STEPS picks steps (default: all; e.g. STEPS=cost for a session of the cost measurement alone).
 # Everything goes to $OUT if set, else ./bench_out. Exit status: 0 when every step passed.
@@ -41,7 +41,7 @@ WORKER_BUDGET_S="${WORKER_BUDGET_S:-80}"
 FUSION_TIMEOUT="${FUSION_TIMEOUT:-100}"
 COST_ARGS="${COST_ARGS:---repeats 5 --warmup 2}"  # extra arguments of nbm_lightning.cost (all 3969 codes)
 COST_FILE="${COST_FILE:-$OUT/cost_${DEVICE}.json}"  # an existing cost file of the same settings is resumed
-COST_TIMEOUT="${COST_TIMEOUT:-300}"
+COST_TIMEOUT="${COST_TIMEOUT:-120}"         # keeps the whole script near 10 min; the cost file resumes next time
 STEPS="${STEPS:-fastpath bench worker fusion cost}"
 PYTHON="${PYTHON:-python}"
 mkdir -p "$OUT"
@@ -91,7 +91,15 @@ want worker && timed worker_gpu "$WORKER_TIMEOUT" benchmarks.worker_gpu --device
 want fusion && timed fusion_probe "$FUSION_TIMEOUT" benchmarks.fusion_probe --device "$DEVICE" $FUSION_ARGS \
     --json "$OUT/fusion_probe.json"
 if want cost; then   # SIGTERM from timeout: the command saves what it measured, and the next run resumes it
-    timed cost "$COST_TIMEOUT" nbm_lightning.cost --device "$DEVICE" $COST_ARGS --save-every-s 30 --out "$COST_FILE"
+    step "cost --device $DEVICE"
+    timeout "$COST_TIMEOUT" "$PYTHON" -m nbm_lightning.cost --device "$DEVICE" $COST_ARGS --save-every-s 30 \
+        --out "$COST_FILE" 2>&1 | tee "$OUT/cost.log"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 124 ]; then
+        echo "cost: cut short after ${COST_TIMEOUT}s; $COST_FILE keeps what was measured: STEPS=cost COST_FILE=... resumes"
+    elif [ "$rc" -ne 0 ]; then
+        echo "cost: exit status $rc"; status=1
+    fi
     if [ -s "$COST_FILE" ]; then
         [ "$COST_FILE" -ef "$OUT/$(basename "$COST_FILE")" ] || cp "$COST_FILE" "$OUT/"
         "$PYTHON" -m nbm_lightning.cost report "$COST_FILE" 2>&1 | tee "$OUT/cost_report.txt"
