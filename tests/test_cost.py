@@ -218,6 +218,8 @@ TAMPERED = [
     ("params as float", _set(("costs", IDENTITY, "params"), 387882.0), "params 387882.0"),
     ("unknown key", _set(("costs", IDENTITY, "extra"), 1), "expected an object with keys"),
     ("settings", _set(("settings", "warmup"), 0), "invalid warmup 0"),
+    ("batch sizes", _set(("settings", "batch_sizes"), [1, "8"]), "invalid batch size '8'"),
+    ("unsorted batch sizes", _set(("settings", "batch_sizes"), [8, 1]), "expected ascending distinct"),
     ("device type", _set(("device", "type"), "cuda"), "device type 'cuda' differs"),
 ]  # fmt: skip
 

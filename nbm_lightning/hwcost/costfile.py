@@ -81,10 +81,10 @@ class Settings:
     def __post_init__(self) -> None:
         check_choice("device", self.device, DEVICES)
         sizes = self.batch_sizes
+        for size in sizes if isinstance(sizes, tuple) else ():
+            check_int("batch size", size, 1, MAX_BATCH)
         if not isinstance(sizes, tuple) or not sizes or list(sizes) != sorted(set(sizes)):
             raise CostFileError(f"invalid batch_sizes {shown(sizes)}: expected ascending distinct batch sizes")
-        for size in sizes:
-            check_int("batch size", size, 1, MAX_BATCH)
         check_int("repeats", self.repeats, 3, MAX_REPEATS)
         check_int("warmup", self.warmup, 1, MAX_REPEATS)
         check_bool("train_step", self.train_step)
