@@ -13,11 +13,17 @@
 # 4. python -m benchmarks.worker_gpu: runs per hour of K = 1, 2, 4 workers against K command-line agents on one
 #    GPU, and the GPU memory a worker holds between runs (the resident dataset only);
 # 5. python -m benchmarks.fusion_probe: 1 model, 3 models one after another, 3 models fused (HFTA);
-# 6. the tables as Markdown (tables.md), also from a partial JSON.
+# 6. python -m nbm_lightning.cost: the hardware cost of all 3969 networks on CUDA (latency at batch 1 and 1024,
+#    a training step at batch 256, peak memory, weights; docs/cost.md) into $COST_FILE, saved as it goes, then its
+#    report (rank correlation of latency with FLOPs and params) in cost_report.txt. Cut short by COST_TIMEOUT (not
+#    a failure) it keeps what it measured, and `STEPS=cost COST_FILE=<that file, carried>` resumes it. Not yet timed
+#    on a GPU (a guess: ~0.1 s a network, ~7 min for the 3969: `STEPS=cost COST_TIMEOUT=540` in a session alone);
+# 7. the tables as Markdown (tables.md), also from a partial JSON.
+# STEPS picks steps (default: all; e.g. STEPS=cost for a session of the cost measurement alone).
 # Everything goes to $OUT if set, else ./bench_out. Exit status: 0 when every step passed.
 # A CPU dry run of the same logic: DEVICE=cpu SIZE=tiny FASTPATH_ARGS="--arch 12000000 --batch-size 8 --steps 3" \
 #   WORKER_ARGS="--train-limit 256 --runs 1 --workers 1,2" FUSION_ARGS="--batch 8 --steps 2 --warmup 1" \
-#   bash benchmarks/gpu_check.sh
+#   COST_ARGS="--limit 3 --batch-sizes 1 --no-train-step --repeats 3 --warmup 1" bash benchmarks/gpu_check.sh
 set -uo pipefail
 
 OUT="${OUT:-./bench_out}"
@@ -33,6 +39,10 @@ BUDGET_S="${BUDGET_S:-150}"               # no optional measurement (bf16, concu
 WORKER_TIMEOUT="${WORKER_TIMEOUT:-120}"   # benchmarks.worker_gpu (its own budget: WORKER_BUDGET_S)
 WORKER_BUDGET_S="${WORKER_BUDGET_S:-80}"
 FUSION_TIMEOUT="${FUSION_TIMEOUT:-100}"
+COST_ARGS="${COST_ARGS:---repeats 5 --warmup 2}"  # extra arguments of nbm_lightning.cost (all 3969 codes)
+COST_FILE="${COST_FILE:-$OUT/cost_${DEVICE}.json}"  # an existing cost file of the same settings is resumed
+COST_TIMEOUT="${COST_TIMEOUT:-120}"         # keeps the whole script near 10 min; the cost file resumes next time
+STEPS="${STEPS:-fastpath bench worker fusion cost}"
 PYTHON="${PYTHON:-python}"
 mkdir -p "$OUT"
 status=0
@@ -70,20 +80,39 @@ timed() {
     [ "$rc" -eq 0 ] || { echo "$name: exit status $rc (124: timed out after ${seconds}s)"; status=1; }
 }
 
-timed fastpath_check "$FASTPATH_TIMEOUT" benchmarks.fastpath_check --device "$DEVICE" $FASTPATH_ARGS \
-    --json "$OUT/fastpath_check.json"
-timed "bench_${DEVICE}_${SIZE}" "$RUN_TIMEOUT" benchmarks.run --device "$DEVICE" --size "$SIZE" \
-    --data-dir "$DATA_DIR" --budget-s "$BUDGET_S" --out "$OUT/bench_${DEVICE}_${SIZE}.json"
-timed worker_gpu "$WORKER_TIMEOUT" benchmarks.worker_gpu --device "$DEVICE" --data-dir "$DATA_DIR" \
-    --budget-s "$WORKER_BUDGET_S" $WORKER_ARGS --json "$OUT/worker_gpu.json"
-timed fusion_probe "$FUSION_TIMEOUT" benchmarks.fusion_probe --device "$DEVICE" $FUSION_ARGS \
-    --json "$OUT/fusion_probe.json"
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 
-step "tables"
-if [ -s "$OUT/bench_${DEVICE}_${SIZE}.json" ]; then
-    "$PYTHON" -m benchmarks.tables "$OUT/bench_${DEVICE}_${SIZE}.json" >"$OUT/tables.md" && echo "written: $OUT/tables.md"
-else
-    echo "no benchmark JSON to render"; status=1
+want fastpath && timed fastpath_check "$FASTPATH_TIMEOUT" benchmarks.fastpath_check --device "$DEVICE" $FASTPATH_ARGS \
+    --json "$OUT/fastpath_check.json"
+want bench && timed "bench_${DEVICE}_${SIZE}" "$RUN_TIMEOUT" benchmarks.run --device "$DEVICE" --size "$SIZE" \
+    --data-dir "$DATA_DIR" --budget-s "$BUDGET_S" --out "$OUT/bench_${DEVICE}_${SIZE}.json"
+want worker && timed worker_gpu "$WORKER_TIMEOUT" benchmarks.worker_gpu --device "$DEVICE" --data-dir "$DATA_DIR" \
+    --budget-s "$WORKER_BUDGET_S" $WORKER_ARGS --json "$OUT/worker_gpu.json"
+want fusion && timed fusion_probe "$FUSION_TIMEOUT" benchmarks.fusion_probe --device "$DEVICE" $FUSION_ARGS \
+    --json "$OUT/fusion_probe.json"
+if want cost; then   # SIGTERM from timeout: the command saves what it measured, and the next run resumes it
+    step "cost --device $DEVICE"
+    timeout "$COST_TIMEOUT" "$PYTHON" -m nbm_lightning.cost --device "$DEVICE" $COST_ARGS --save-every-s 30 \
+        --out "$COST_FILE" 2>&1 | tee "$OUT/cost.log"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 124 ]; then
+        echo "cost: cut short after ${COST_TIMEOUT}s; $COST_FILE keeps what was measured: STEPS=cost COST_FILE=... resumes"
+    elif [ "$rc" -ne 0 ]; then
+        echo "cost: exit status $rc"; status=1
+    fi
+    if [ -s "$COST_FILE" ]; then
+        [ "$COST_FILE" -ef "$OUT/$(basename "$COST_FILE")" ] || cp "$COST_FILE" "$OUT/"
+        "$PYTHON" -m nbm_lightning.cost report "$COST_FILE" 2>&1 | tee "$OUT/cost_report.txt"
+    fi
+fi
+
+if want bench; then
+    step "tables"
+    if [ -s "$OUT/bench_${DEVICE}_${SIZE}.json" ]; then
+        "$PYTHON" -m benchmarks.tables "$OUT/bench_${DEVICE}_${SIZE}.json" >"$OUT/tables.md" && echo "written: $OUT/tables.md"
+    else
+        echo "no benchmark JSON to render"; status=1
+    fi
 fi
 echo "gpu_check: $([ "$status" -eq 0 ] && echo PASS || echo FAIL); outputs in $OUT"
 exit "$status"

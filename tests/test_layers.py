@@ -116,12 +116,14 @@ LAYERS = {  # role package -> the packages of ours its library modules may impor
     "training": {"core", "arch", "records"},
     "runner": {"core", "arch", "records", "training"},
     "synthetic": {"core", "arch", "records"},
-    "bench": {"core", "arch", "records"},  # the reader owns the file formats (bench.published, bench.extended)
+    "hwcost": {"core", "arch", "records"},  # below bench and search: their queries join cost files
+    "bench": {"core", "arch", "records", "hwcost"},  # the reader owns the file formats (bench.published, .extended)
     "export": {"core", "arch", "records", "bench"},  # writes through bench's formats
-    "search": {"core", "arch", "records", "bench"},
+    "search": {"core", "arch", "records", "bench", "hwcost"},
 }
 TORCH = ("torch", "torchvision", "pytorch_lightning", "torchmetrics", "ptflops")
-NO_TORCH = ("core", "arch.codes", "arch.picture", "records", "bench", "search", "export")  # the tabular side
+NO_TORCH = ("core", "arch.codes", "arch.picture", "records", "bench", "search", "export",
+            "hwcost.costfile", "hwcost.query", "hwcost.report")  # the tabular side  # fmt: skip
 
 
 def package_of(module: str, root: Path) -> str:
