@@ -116,7 +116,7 @@ def score_table(name: str, table: Mapping[str, float], index: SpaceIndex) -> np.
     same score where several of its codes are given); ValueError naming the first problem."""
     if name in FILE_SCORES:
         raise ValueError(f"score {name!r} is the file's own: name a proxy or cost otherwise")
-    out = np.full(len(index.codes), np.nan)
+    out, first = np.full(len(index.codes), np.nan), {}  # first: row -> the first code given for it
     for code, value in table.items():
         row = index.row_of.get(code) if isinstance(code, str) else None
         if row is None:
@@ -124,8 +124,11 @@ def score_table(name: str, table: Mapping[str, float], index: SpaceIndex) -> np.
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise ValueError(f"score {name!r} of {code}: {value!r} is not a finite number")
         if not math.isnan(out[row]) and out[row] != value:
-            raise ValueError(f"score {name!r}: {code} and another code of network {index.codes[row]} differ")
-        out[row] = value
+            raise ValueError(
+                f"score {name!r}: codes {first[row]} and {code} of network {index.codes[row]} differ "
+                f"({out[row]:g}, {value:g})"
+            )
+        out[row], first[row] = value, first.get(row, code)
     missing = np.flatnonzero(np.isnan(out))
     if len(missing):
         raise ValueError(f"score {name!r} lacks {len(missing)} of {len(out)} networks, e.g. {index.codes[missing[0]]}")
