@@ -232,3 +232,18 @@ def test_optuna_samplers_by_name(bench, tmp_path, published_path, capsys):
             main(["run", "--algo", bad, "--budget", "5", "--out", str(tmp_path / "x.json")])
         err = capsys.readouterr().err
         assert message in err and "optuna-tpe" in err and len(err.splitlines()) == 1
+
+
+def test_ranked_baseline_benchmark_script(published_path, published, monkeypatch):
+    """benchmarks/ranked_baseline.py: by N = 6 every trial has queried the 6 networks of most FLOPs (5th and 6th
+    tied), so its mean-mode incumbent is 22222221 (rank 2 of 3969) in every trial; N = 1 is 22222222."""
+    from benchmarks import ranked_baseline
+
+    monkeypatch.setenv("NBM_BENCHMARK", str(published_path))
+    result = ranked_baseline.curves(trials=4, budget=6)
+    ranked = result["modes"]["mean"]["ranked by flops"]
+    assert ranked["mean_acc"][0] == pytest.approx(np.mean(published["22222222"]["test_acc"]))
+    assert ranked["mean_acc"][5] == pytest.approx(np.mean(published["22222221"]["test_acc"]))
+    assert ranked["median_rank"][5] == 2 and set(result["modes"]["seed"]) == {"ranked by flops", "random search"}
+    lines = ranked_baseline.table(result, "mean")
+    assert len(lines) == 2 + 6 and lines[-1].startswith("| 6 | 93.11 / 0.020 / 2 |")
