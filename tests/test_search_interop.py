@@ -22,6 +22,7 @@ from nbm_lightning.cli import run_main
 from nbm_lightning.core.errors import UserError
 from nbm_lightning.search import RankedConfig, Trial, oracle, read_runs, run_trials, search, space_index
 from nbm_lightning.search.__main__ import main
+from nbm_lightning.search.runs import label
 
 OPTUNA_RS_TRIALS = 40  # Optuna RandomSampler trials of budget 50 (~2.5 ms per ask: ~6 s)
 TPE_TRIALS = 8  # TPE trials of budget 100 against 300 of random search (~1.5 s each)
@@ -227,6 +228,9 @@ def test_optuna_samplers_by_name(bench, tmp_path, published_path, capsys):
     argv = ["run", "--algo", "optuna-nsga2", "--cost", "flops", "--budget", "8", "--trials", "2", "--out", str(out)]
     assert run_main(main, [*argv, "--file", str(published_path)]) == 0
     assert read_runs(out)["config"] == {"sampler": "nsgaii", "cost": "flops", "max_repeats": 100}
+    assert label(read_runs(out)) == "Optuna nsgaii (cost flops) (seed)"
+    assert run_main(main, ["plot", str(out), "--out", str(tmp_path / "any.png")]) == 0  # its anytime curve
+    assert (tmp_path / "any.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for bad, message in (("optuna-foo", "Optuna has no sampler 'foo'"), ("optuna-partialfixed", "needs")):
         with pytest.raises(SystemExit):
             main(["run", "--algo", bad, "--budget", "5", "--out", str(tmp_path / "x.json")])
