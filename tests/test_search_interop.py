@@ -228,7 +228,7 @@ def test_optuna_samplers_by_name(bench, tmp_path, published_path, capsys):
     argv = ["run", "--algo", "optuna-nsga2", "--cost", "flops", "--budget", "8", "--trials", "2", "--out", str(out)]
     assert run_main(main, [*argv, "--file", str(published_path)]) == 0
     assert read_runs(out)["config"] == {"sampler": "nsgaii", "cost": "flops", "max_repeats": 100}
-    assert label(read_runs(out)) == "Optuna nsgaii (cost flops) (seed)"
+    assert label(read_runs(out)) == "Optuna nsga2 (cost flops) (seed)"
     assert run_main(main, ["plot", str(out), "--out", str(tmp_path / "any.png")]) == 0  # its anytime curve
     assert (tmp_path / "any.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for bad, message in (("optuna-foo", "Optuna has no sampler 'foo'"), ("optuna-partialfixed", "needs")):
