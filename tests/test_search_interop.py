@@ -251,3 +251,17 @@ def test_ranked_baseline_benchmark_script(published_path, published, monkeypatch
     assert ranked["median_rank"][5] == 2 and set(result["modes"]["seed"]) == {"ranked by flops", "random search"}
     lines = ranked_baseline.table(result, "mean")
     assert len(lines) == 2 + 6 and lines[-1].startswith("| 6 | 93.11 / 0.020 / 2 |")
+
+
+@pytest.mark.filterwarnings("ignore:PartialFixedSampler is experimental")
+def test_a_stalled_sampler_falls_back_to_unqueried_networks(bench, monkeypatch):
+    """A sampler that always suggests one code: after max_repeats free repeats, an unqueried random network."""
+    optuna = pytest.importorskip("optuna")
+    from nbm_lightning.search import interop
+
+    fixed = dict(zip(interop.LAYERS, "12012012"))
+    stuck = optuna.samplers.PartialFixedSampler(fixed, optuna.samplers.RandomSampler(seed=0))
+    monkeypatch.setattr(interop, "make_sampler", lambda name, seed: stuck)
+    trial = Trial(oracle(bench, "mean"), 5, seed=0)
+    interop.optuna_search(trial, interop.OptunaConfig("random", max_repeats=3))
+    assert trial.rows[0] == space_index().row_of["12012012"] and len(set(trial.rows)) == trial.spent.queries == 5
