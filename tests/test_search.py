@@ -301,7 +301,7 @@ def test_cli_run_table_and_plot(tmp_path, published_path, capsys):
 
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, published_path, capsys):
     for argv, named in (
-        (["run", "--algo", "ga", "--budget", "10", "--out", "x.json"], "invalid choice: 'ga'"),
+        (["run", "--algo", "ga", "--budget", "10", "--out", "x.json"], "invalid algo 'ga': expected one of rs,"),
         (["run", "--algo", "re", "--budget", "0", "--out", "x.json"], "invalid budget 0"),
     ):
         with pytest.raises(SystemExit) as info:

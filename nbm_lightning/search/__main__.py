@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..arch.codes import unique_codes
 from ..bench.formats import GET_PUBLISHED
 from ..bench.table import ACC_METRICS, Benchmark
 from ..cli import ArgParser, int_arg, run_main
 from ..core.errors import UserError
+from .interop import PREFIX
 from .oracle import OBSERVATIONS, oracle
 from .runs import ALGORITHMS, TABLE_BUDGETS, read_runs, regrets, run_trials, runs_document, table_lines, write_runs
+from .runs import algorithm as find_algorithm
 
 PROG = "python -m nbm_lightning.search"
 
@@ -24,8 +28,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         space = oracle(bench, args.observe, args.metric, args.epoch)
     except ValueError as err:  # a metric the file does not hold, an epoch beyond its curves
         raise UserError(str(err)) from None
-    trials = run_trials(space, args.algo, args.budget, range(args.seed, args.seed + args.trials))
-    document = runs_document(space, args.algo, args.budget, trials, bench.sha256)
+    config = _config(args)
+    trials = run_trials(space, args.algo, args.budget, range(args.seed, args.seed + args.trials), config)
+    document = runs_document(space, args.algo, args.budget, trials, bench.sha256, config)
     try:
         write_runs(args.out, document)
     except OSError as err:
@@ -34,6 +39,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"{args.algo}: {args.trials} trials of budget {args.budget} ({args.observe}): mean regret {final:.3f} pp "
           f"-> {args.out}")  # fmt: skip
     return 0
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The algorithm's config with --by (ranked) or --cost (Optuna) applied; None: its default."""
+    chosen = find_algorithm(args.algo)
+    if args.by is not None and args.algo != "ranked":
+        raise UserError(f"--by {args.by} applies to --algo ranked only")
+    if args.cost is not None and not args.algo.startswith(PREFIX):
+        raise UserError(f"--cost {args.cost} applies to --algo {PREFIX}SAMPLER only")
+    if args.by is not None:
+        return dataclasses.replace(chosen.config, by=args.by)
+    return dataclasses.replace(chosen.config, cost=args.cost) if args.cost is not None else None
 
 
 def _read_all(paths: Sequence[str]) -> list[dict]:
@@ -63,12 +80,22 @@ def _cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+def _algo(name: str) -> str:
+    """An algorithm name as argparse's type (an unknown one: exit status 2 naming those available)."""
+    try:
+        return find_algorithm(name).name
+    except (ValueError, UserError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> ArgParser:
     """The search command line: run, plot, table."""
     parser = ArgParser(prog=PROG, description="Search baselines on the NAS-Bench-Macro benchmark.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plot,table}")
     run = sub.add_parser("run", help="trials of one search algorithm -> a runs file (JSON)")
-    run.add_argument("--algo", required=True, choices=list(ALGORITHMS), help="rs, re, ls or mcts")
+    run.add_argument("--algo", required=True, type=_algo, help=f"{', '.join(ALGORITHMS)} or {PREFIX}SAMPLER (Optuna's)")
+    run.add_argument("--by", help="ranked: the score ranked, descending (flops, params; default flops)")
+    run.add_argument("--cost", help=f"{PREFIX}SAMPLER: a score minimised as a second objective (flops, params)")
     run.add_argument("--budget", required=True, type=int_arg("budget", 1, len(unique_codes())), help="queries")
     run.add_argument("--trials", type=int_arg("trials", 1), default=100, help="independent runs (default 100)")
     run.add_argument("--seed", type=int_arg("seed", 0), default=0, help="trial i uses seed SEED + i (default 0)")

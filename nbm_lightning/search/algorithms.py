@@ -1,4 +1,5 @@
-"""Random search, regularized evolution (Real et al. 2019) and local search (White et al. 2020) on a `Trial`.
+"""Random search, regularized evolution (Real et al. 2019), local search (White et al. 2020) and proxy-ranked
+search (a free baseline) on a `Trial`.
 
 Each runs until the trial's budget (distinct networks queried) is spent and draws all its randomness from
 `trial.rng`, so a run is a function of (benchmark, observation mode, budget, seed). No network is queried twice:
@@ -12,7 +13,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ..core.validate import check_int
+import numpy as np
+
+from ..core.errors import UserError
+from ..core.validate import check_int, check_str
 from .oracle import Trial
 
 
@@ -41,6 +45,16 @@ class LocalSearchConfig:
 
     def __post_init__(self) -> None:
         check_int("init", self.init, 1)
+
+
+@dataclass(frozen=True)
+class RankedConfig:
+    """Proxy-ranked search: networks in descending order of a free score, ties in an order drawn by the trial."""
+
+    by: str = "flops"  # the score: a name of the oracle's free scores ("flops", "params", a proxy given to it)
+
+    def __post_init__(self) -> None:
+        check_str("by", self.by, allow_empty=False)
 
 
 def random_search(trial: Trial, config: RandomSearchConfig = RandomSearchConfig()) -> None:
@@ -95,3 +109,14 @@ def local_search(trial: Trial, config: LocalSearchConfig = LocalSearchConfig()) 
             if trial.observed[best] <= trial.observed[current]:
                 break  # a local optimum (as observed): restart
             current = best
+
+
+def ranked(trial: Trial, config: RankedConfig = RankedConfig()) -> None:
+    """Query networks in descending order of the score `config.by` (ties in a random order drawn from the trial's
+    seed), until the budget is spent: a baseline that uses no observation at all."""
+    scores = trial.oracle.scores
+    if config.by not in scores:
+        raise UserError(f"invalid by {config.by!r}: expected one of {', '.join(scores)} (scores of this oracle)")
+    order = np.lexsort((trial.rng.random(len(trial.oracle)), -scores[config.by]))  # last key sorts first
+    for row in order[: trial.budget].tolist():
+        trial.query(row)

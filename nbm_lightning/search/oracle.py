@@ -11,12 +11,17 @@ The accuracy is the file's primary metric (or another it holds, `metric`), or wi
 accuracy after that epoch from an extended file's curves (a low-fidelity search; the truth stays the metric's
 mean). A query charges a `Budget` once per network (its canonical code): all seeds in "mean" mode, the drawn
 seed in "seed" mode, (epoch + 1) / epochs of a run with `epoch`; a `Trial`'s budget counts such queries.
+
+Free per-network scores (`Oracle.scores`: name -> one number per row) are what a searcher may know without a
+query: the file's FLOPs and params, and any table of code -> score given to `oracle` (a zero-cost proxy, a
+hardware cost). Proxy-ranked search ranks by one; an Optuna study may minimise one as a second objective.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -45,6 +50,7 @@ class Oracle:
     seconds: np.ndarray  # (rows, seeds) simulated seconds of one full training run (bench.time_source)
     fraction: float  # part of a run a query pays for: 1, or (epoch + 1) / epochs
     index: SpaceIndex  # the space's integer tables
+    scores: Mapping[str, np.ndarray] = field(default_factory=dict)  # name -> (rows,) free score (module docstring)
 
     @property
     def best(self) -> float:
@@ -65,8 +71,18 @@ class Oracle:
         return self.values.tolist(), self.means.tolist(), self.seconds.tolist()
 
 
-def oracle(bench: Benchmark, observe: str = "seed", metric: str | None = None, epoch: int | None = None) -> Oracle:
-    """The oracle of a complete benchmark (all 3969 canonical codes); UserError for an incomplete one."""
+FILE_SCORES = ("flops", "params")  # free scores every benchmark file holds (MACs per image, parameters)
+
+
+def oracle(
+    bench: Benchmark,
+    observe: str = "seed",
+    metric: str | None = None,
+    epoch: int | None = None,
+    scores: Mapping[str, Mapping[str, float]] | None = None,
+) -> Oracle:
+    """The oracle of a complete benchmark (all 3969 canonical codes); UserError for an incomplete one.
+    `scores`: further free scores, name -> {code: score} (`score_table`), beside the file's FLOPs and params."""
     index, observe = space_index(), check_choice("observe", observe, OBSERVATIONS)
     if bench.codes != index.codes:
         raise UserError(f"search needs all {len(index.codes)} architectures; {bench.source} holds {len(bench)}")
@@ -87,7 +103,37 @@ def oracle(bench: Benchmark, observe: str = "seed", metric: str | None = None, e
         seconds=bench.seconds_table(),
         fraction=1.0 if epoch is None or epochs is None else (epoch + 1) / epochs,
         index=index,
+        scores={
+            "flops": bench.flops.astype(np.float64),
+            "params": bench.params.astype(np.float64),
+            **{name: score_table(name, table, index) for name, table in (scores or {}).items()},
+        },
     )
+
+
+def score_table(name: str, table: Mapping[str, float], index: SpaceIndex) -> np.ndarray:
+    """A table of code -> score as one finite score per row: every network once (by any of its codes, the
+    same score where several of its codes are given); ValueError naming the first problem."""
+    if name in FILE_SCORES:
+        raise ValueError(f"score {name!r} is the file's own: name a proxy or cost otherwise")
+    out, first = np.full(len(index.codes), np.nan), {}  # first: row -> the first code given for it
+    for code, value in table.items():
+        row = index.row_of.get(code) if isinstance(code, str) else None
+        if row is None:
+            raise ValueError(f"score {name!r}: {code!r} is not an architecture code")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ValueError(f"score {name!r} of {code}: {value!r} is not a finite number")
+        if not math.isnan(out[row]) and out[row] != value:
+            raise ValueError(
+                f"score {name!r}: codes {first[row]} and {code} of network {index.codes[row]} differ "
+                f"({out[row]:g}, {value:g})"
+            )
+        out[row], first[row] = value, first.get(row, code)
+    missing = np.flatnonzero(np.isnan(out))
+    if len(missing):
+        raise ValueError(f"score {name!r} lacks {len(missing)} of {len(out)} networks, e.g. {index.codes[missing[0]]}")
+    out.flags.writeable = False
+    return out
 
 
 @dataclass(frozen=True)

@@ -39,16 +39,23 @@ from .algorithms import (
     EvolutionConfig,
     LocalSearchConfig,
     RandomSearchConfig,
+    RankedConfig,
     local_search,
     random_search,
+    ranked,
     regularized_evolution,
 )
+from .interop import PREFIX, OptunaConfig, known_sampler_name, optuna_search, sampler_class, sampler_key
 from .mcts import MCTSConfig, mcts
 from .oracle import OBSERVATIONS, Oracle, Trajectory, Trial
 
 FORMAT = "nbm_lightning.search-runs"  # the "format" field of a runs file
 VERSION = 1  # its "version"; a reader refuses others
 TABLE_BUDGETS = (10, 20, 50, 100, 200)  # budgets at which `table_lines` reports regret and rank
+BASELINE_NOTE = (
+    "A result means little here until it beats the free baseline: networks ranked by FLOPs, no accuracy observed "
+    "(`search run --algo ranked --by flops`; on the published file FLOPs rank-correlate with accuracy)."
+)  # printed above every table (docs/search.md)
 KEYS = ("algo", "config", "budget", "observe", "metric", "epoch", "benchmark", "trials")  # required, beside format
 BENCHMARK_KEYS = ("path", "sha256", "archs", "best_mean_acc")  # required keys of "benchmark"
 TRIAL_KEYS = ("seed", "incumbent_mean_acc", "incumbent_rank", "incumbent", "seconds")  # required keys of a trial
@@ -75,17 +82,21 @@ ALGORITHMS: dict[str, Algorithm] = {
         Algorithm("re", "regularized evolution", regularized_evolution, EvolutionConfig()),
         Algorithm("ls", "local search", local_search, LocalSearchConfig()),
         Algorithm("mcts", "MCTS sampler", mcts, MCTSConfig()),
+        Algorithm("ranked", "ranked", ranked, RankedConfig()),  # the free baseline: by a score, no observation
     )
-}
+}  # beside these: any Optuna sampler by name, PREFIX + sampler (`algorithm`)
 
 
 def algorithm(name: str) -> Algorithm:
-    """The algorithm of a name; InvalidValue listing the names otherwise."""
-    return ALGORITHMS[check_choice("algo", name, tuple(ALGORITHMS))]
+    """The algorithm of a name (an Optuna sampler's: `optuna-tpe`, ...); InvalidValue listing the names otherwise."""
+    if isinstance(name, str) and name.startswith(PREFIX):
+        title = f"Optuna {sampler_class(name).__name__}"  # refuses an unknown sampler, or Optuna missing
+        return Algorithm(name, title, optuna_search, OptunaConfig(sampler_key(name)))
+    return ALGORITHMS[check_choice("algo", name, (*ALGORITHMS, f"{PREFIX}SAMPLER"))]
 
 
 def search(oracle: Oracle, algo: str, budget: int, seed: int, config: Any = None) -> Trajectory:
-    """One trial of an algorithm: deterministic given (oracle, budget, seed, config)."""
+    """One trial of an algorithm: deterministic given (oracle, budget, seed, config); config None: its default."""
     chosen = algorithm(algo)
     trial = Trial(oracle, budget, seed)
     chosen.run(trial, chosen.config if config is None else config)
@@ -97,14 +108,16 @@ def run_trials(oracle: Oracle, algo: str, budget: int, seeds: Sequence[int], con
     return [search(oracle, algo, budget, seed, config) for seed in seeds]
 
 
-def runs_document(oracle: Oracle, algo: str, budget: int, trials: Sequence[Trajectory], sha256: str) -> dict[str, Any]:
-    """The runs file's content (module docstring)."""
+def runs_document(
+    oracle: Oracle, algo: str, budget: int, trials: Sequence[Trajectory], sha256: str, config: Any = None
+) -> dict[str, Any]:
+    """The runs file's content (module docstring); `config` as given to the trials (None: the default)."""
     chosen, codes = algorithm(algo), oracle.index.codes
     return {
         "format": FORMAT,
         "version": VERSION,
         "algo": chosen.name,
-        "config": dataclasses.asdict(chosen.config),
+        "config": dataclasses.asdict(chosen.config if config is None else config),
         "budget": budget,
         "observe": oracle.observe,
         "metric": oracle.metric,
@@ -154,9 +167,16 @@ def _problem(data: Any) -> str | None:
     missing = [key for key in KEYS if key not in data]
     if missing:
         return f"missing key(s) {missing}"
-    for key, choices in (("algo", tuple(ALGORITHMS)), ("observe", OBSERVATIONS), ("metric", ACC_METRICS)):
-        if not isinstance(data[key], str) or data[key] not in choices:
+    algos = (*ALGORITHMS, f"{PREFIX}SAMPLER")
+    for key, choices in (("algo", algos), ("observe", OBSERVATIONS), ("metric", ACC_METRICS)):
+        if (
+            not isinstance(data[key], str)
+            or data[key] not in choices
+            and not (key == "algo" and known_sampler_name(data[key]))
+        ):
             return f"{key} {shown(data[key])}: expected one of {', '.join(choices)}"
+    if not isinstance(data["config"], dict):
+        return f"config {shown(data['config'])}: expected an object"
     bench = data["benchmark"]
     if not isinstance(bench, dict) or any(key not in bench for key in BENCHMARK_KEYS):
         return f"benchmark {shown(bench)}: expected an object with keys {list(BENCHMARK_KEYS)}"
@@ -222,14 +242,19 @@ def ranks(runs: dict[str, Any]) -> np.ndarray:
 
 
 def label(runs: dict[str, Any]) -> str:
-    """A short name of a runs file: algorithm and observation mode."""
-    return f"{ALGORITHMS[runs['algo']].title} ({runs['observe']})"
+    """A short name of a runs file: algorithm (ranked: by what; Optuna: the sampler) and observation mode."""
+    algo, config = runs["algo"], runs["config"]
+    if algo in ALGORITHMS:
+        title = ALGORITHMS[algo].title + (f" by {config.get('by')}" if algo == "ranked" else "")
+    else:  # an Optuna sampler (the reader checked the name's form; Optuna itself need not be installed to read)
+        title = f"Optuna {algo.removeprefix(PREFIX)}" + (f" (cost {config['cost']})" if config.get("cost") else "")
+    return f"{title} ({runs['observe']})"
 
 
 def table_lines(files: Sequence[dict[str, Any]], budgets: Sequence[int] = TABLE_BUDGETS) -> list[str]:
     """A Markdown table: per runs file, mean regret +- standard error and median rank at each budget."""
     head = ["algorithm", "trials", *(f"N = {b}" for b in budgets), "final regret"]
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    lines = [BASELINE_NOTE, "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for runs in files:
         regret, rank = regrets(runs), ranks(runs)
         cells = [_cell(regret[:, b - 1], rank[:, b - 1]) if b <= runs["budget"] else "-" for b in budgets]
