@@ -17,7 +17,7 @@ Substitutions (each command's line says which it got):
              NBM_CIFAR_SKIP_MD5=1 is set for all
   epochs     `fit` of the published recipe (no --config, no --epochs) trains `--epochs=1`, not 50
   index      `fit --index A-B` of more than 3 pairs trains A..A+2
-  grid       `export --from results/` reads 11,907 synthetic complete records (grid_records of benchmarks.export)
+  grid       `export --from results/` reads 11,907 synthetic complete records (grid_records of nbm_lightning.synthetic.records)
              instead of a whole regenerated benchmark
   published  nas-bench-macro_cifar10.json (downloaded from GitHub in the README) is copied from
              $NBM_REFERENCE_JSON, else ../shared/reference/ beside the repository
@@ -54,10 +54,10 @@ PUBLISHED = "nas-bench-macro_cifar10.json"
 SYNTHETIC = (
     "from nbm_lightning.synthetic.cifar10 import write_cifar10; write_cifar10('synthetic', 2000, 500, learnable=True)"
 )
-GRID = (  # 11,907 synthetic complete records (2-epoch curves) into a folder
+GRID = (  # 11,907 synthetic complete records (curves of every epoch, as export requires) into a folder
     "from pathlib import Path; from nbm_lightning.synthetic.records import grid_records, write_records; "
     "from nbm_lightning.arch.codes import unique_codes; "
-    "write_records(Path({folder!r}), grid_records(unique_codes(), 2))"
+    "write_records(Path({folder!r}), grid_records(unique_codes()))"
 )
 SKIPS = (  # (pattern, why) in order: the first match skips a command
     (r"^pip install", "needs the network (PyPI)"),

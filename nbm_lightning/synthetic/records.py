@@ -78,7 +78,7 @@ def write_records(folder: Path, items: Iterable[dict[str, Any]]) -> int:
     return count
 
 
-def grid_records(codes: Iterable[str], curve_epochs: int | None = None) -> Iterable[dict[str, Any]]:
+def grid_records(codes: Iterable[str]) -> Iterable[dict[str, Any]]:
     """Synthetic complete records of every (code, seed): accuracies from the code, counts from complexity()."""
     from ..arch.complexity import complexity
 
@@ -86,4 +86,4 @@ def grid_records(codes: Iterable[str], curve_epochs: int | None = None) -> Itera
         c = complexity(code)
         for seed in SEEDS:
             final = 80 + int(code, 3) % 1500 / 100 + seed / 10
-            yield make_record(code, seed, (c.params, c.flops), final + 0.2, final, curve_epochs)
+            yield make_record(code, seed, (c.params, c.flops), final + 0.2, final)
