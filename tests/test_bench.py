@@ -267,12 +267,13 @@ def _extended_doc(codes, metric: str = "final", epochs: int = 4) -> dict:
             curve = np.linspace(final - epochs + 1, final, epochs)
             runs.append({
                 "seed": seed, "test_acc_best": best, "test_acc_final": final, "best_epoch": epochs - 1,
+                "val_acc_best": None, "val_acc_final": None,
                 "epochs": epochs, "train_time_s": 100.0 + 10 * seed, "run_name": f"{code}-s{seed}", "wandb_id": None,
                 "wandb_url": None, "finished_at": None, "curves": {"eval_acc": extended.encode_curve(curve.tolist())},
             })  # fmt: skip
         archs[code] = {"params": 1000 + i, "flops": 10_000 + i, "ptflops_macs": None, "runs": runs}
     provenance = {key: {} for key in extended.PROVENANCE_KEYS} | {"metric": metric, "sources": []}
-    provenance["curves"] = extended.CURVE_ENCODING
+    provenance |= {"curves": extended.CURVE_ENCODING, "eval_split": "test"}
     return {"format": extended.FORMAT, "version": extended.VERSION, "created_at": "", "provenance": provenance,
             "archs": archs}  # fmt: skip
 
@@ -477,9 +478,9 @@ def _published_copy(published: dict) -> dict:
         ),
         (
             lambda p: {"format": "nbm_lightning.extended", "version": 99, "archs": {}},
-            "not a valid nbm_lightning.extended v1 file: version 99",
+            "not a valid nbm_lightning.extended v2 file: version 99",
         ),
-        (lambda p: {"format": "nbm_lightning.other"}, "not a valid nbm_lightning.extended v1 file"),
+        (lambda p: {"format": "nbm_lightning.other"}, "not a valid nbm_lightning.extended v2 file"),
     ],
 )
 def test_load_rejects_wrong_shapes_in_one_line(tmp_path, published, make, match):

@@ -80,13 +80,14 @@ def _extended() -> dict[str, Any]:
     for i, code in enumerate(KEPT):
         runs = [
             {"seed": s, "test_acc_best": 60.0 + i + s, "test_acc_final": 59.0 + i + s, "best_epoch": 2, "epochs": 4,
+             "val_acc_best": None, "val_acc_final": None,
              "train_time_s": 100.0 + s, "run_name": f"{code}-s{s}", "wandb_id": None, "wandb_url": None,
              "finished_at": None, "curves": {"eval_acc": extended.encode_curve([50, 55, 60 + i + s, 59 + i + s])}}
             for s in range(3)
         ]  # fmt: skip
         archs[code] = {"params": 1000 + i, "flops": 10_000 + i, "ptflops_macs": None, "runs": runs}
     provenance = {key: {} for key in extended.PROVENANCE_KEYS}
-    provenance |= {"metric": "final", "sources": [], "curves": extended.CURVE_ENCODING}
+    provenance |= {"metric": "final", "sources": [], "curves": extended.CURVE_ENCODING, "eval_split": "test"}
     return {"format": extended.FORMAT, "version": extended.VERSION, "created_at": "", "provenance": provenance,
             "archs": archs}  # fmt: skip
 
@@ -168,8 +169,8 @@ PUBLISHED_CASES: list[tuple[str, Mutation, str]] = [
 ]
 
 EXTENDED_CASES: list[tuple[str, Mutation, str]] = [
-    ("version 99", lambda doc: doc.update(version=99), "version 99 (this reader knows 1)"),
-    ("version true", lambda doc: doc.update(version=True), "version True (this reader knows 1)"),
+    ("version 99", lambda doc: doc.update(version=99), "version 99 (this reader knows 1, 2)"),
+    ("version true", lambda doc: doc.update(version=True), "version True (this reader knows 1, 2)"),
     ("no provenance", _drop("provenance"), "missing key(s) ['provenance']"),
     (
         "unknown metric",

@@ -241,13 +241,14 @@ def extended_path(tmp_path_factory, published) -> Path:
         value = published[code]
         runs = [
             {"seed": s, "test_acc_best": a, "test_acc_final": a - 1, "best_epoch": 1, "epochs": 2,
+             "val_acc_best": None, "val_acc_final": None,
              "train_time_s": 600.0 + s, "run_name": f"{code}-s{s}", "wandb_id": None, "wandb_url": None,
              "finished_at": None, "curves": {"eval_acc": extended.encode_curve([a - 11, a - 1])}}
             for s, a in enumerate(value["test_acc"])
         ]  # fmt: skip
         archs[code] = {"params": value["params"], "flops": value["flops"], "ptflops_macs": None, "runs": runs}
     provenance = {key: {} for key in extended.PROVENANCE_KEYS} | {"metric": "final", "sources": []}
-    provenance["curves"] = extended.CURVE_ENCODING
+    provenance |= {"curves": extended.CURVE_ENCODING, "eval_split": "test"}
     path = tmp_path_factory.mktemp("ext") / "extended.json"
     path.write_text(json.dumps({"format": extended.FORMAT, "version": extended.VERSION, "created_at": "",
                                 "provenance": provenance, "archs": archs}))  # fmt: skip
