@@ -149,7 +149,9 @@ def test_extended_round_trip_with_provenance(published_dir, tmp_path):
     prov = data["provenance"]
     assert prov["recipe_hash"] == Recipe().hash() and prov["recipe"]["epochs"] == 50 and prov["metric"] == "final"
     assert prov["sources"] == [str(published_dir)] and prov["versions"]["torch"] == ["2.4.1"]
-    assert prov["devices"] == {"NVIDIA H100": 11907} and set(prov["metrics"]) == {"test_acc_best", "test_acc_final"}
+    fields = {"test_acc_best", "test_acc_final", "val_acc_best", "val_acc_final"}
+    assert prov["devices"] == {"NVIDIA H100": 11907} and set(prov["metrics"]) == fields
+    assert prov["eval_split"] == "test"  # the published recipe evaluates on the test set after every epoch
     assert prov["counts"] == {
         "runs_read": 11907,
         "runs_used": 11907,
@@ -166,6 +168,7 @@ def test_extended_round_trip_with_provenance(published_dir, tmp_path):
     assert [run["seed"] for run in arch["runs"]] == list(SEEDS)
     run = arch["runs"][1]
     assert run["run_name"] == "12012012-s1" and run["wandb_id"] == "12012012s1" and run["epochs"] == 50
+    assert run["val_acc_best"] is None and run["val_acc_final"] is None  # no validation split held out
     curves = extended.decode_curves(run)
     assert len(curves["eval_acc"]) == 50 and curves["eval_acc"][-1] == pytest.approx(run["test_acc_final"], rel=1e-6)
 
