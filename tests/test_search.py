@@ -313,7 +313,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, published_path, capsys):
         (tmp_path / "junk.json").write_text(json.dumps(junk))
         assert run_main(main, ["table", str(tmp_path / "junk.json")], prog="search") == 2
         err = capsys.readouterr().err
-        assert len(err.splitlines()) == 1 and "is not a nbm_lightning.search-runs v1 file" in err
+        assert len(err.splitlines()) == 1 and "is not a nbm_lightning.search-runs v2 file" in err
     epoch = _cli("run", "--algo", "rs", "--budget", "10", "--epoch", "3", "--out", str(tmp_path / "e.json"),
                  "--file", str(published_path))  # fmt: skip
     assert epoch.returncode == 2 and epoch.stdout == "" and "Traceback" not in epoch.stderr
