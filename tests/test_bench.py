@@ -217,6 +217,12 @@ def test_published_file_has_no_curves_no_final_metric_and_no_training_time(bench
     assert isinstance(info.value, UserError) and "\n" not in str(info.value)
     with pytest.raises(ValueError, match="invalid metric 'final': expected one of best"):
         bench.accuracy("12012012", metric="final")
+    assert bench.splits() == ("test",) and bench.metrics("test") == ("best",)
+    with pytest.raises(BenchmarkError) as info:  # test accuracies only: one line naming the split and those held
+        bench.accuracy("12012012", split="val")
+    assert "\n" not in str(info.value) and "holds no 'val' split (it holds: test; a validation split" in str(info.value)
+    with pytest.raises(ValueError, match="invalid split 'train': expected one of test, val"):
+        bench.accuracy("12012012", split="train")
     with pytest.raises(BenchmarkError, match="records no training time .*FLOPs proxy"):
         bench.train_time("12012012")
 
