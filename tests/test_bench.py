@@ -284,6 +284,28 @@ def _extended_doc(codes, metric: str = "final", epochs: int = 4) -> dict:
             "archs": archs}  # fmt: skip
 
 
+def test_version_1_extended_files_are_still_read(tmp_path):
+    """v1 (no eval_split, no val_acc fields): curves of the split its recipe evaluated on, no validation accuracy."""
+    doc = _extended_doc(["00000000", "12012012"])
+    doc["version"] = 1
+    del doc["provenance"]["eval_split"]
+    for run in (run for arch in doc["archs"].values() for run in arch["runs"]):
+        del run["val_acc_best"], run["val_acc_final"]
+    bench = Benchmark.load(_write(tmp_path / "v1.json", doc))
+    assert bench.splits() == ("test",) and bench.eval_split == "test" and bench.val_accs == {}
+    assert bench.accuracy("12012012", seed=2) == 62.0 and bench.accuracy("12012012", seed=1, epoch=0) == 58.0
+    doc["provenance"]["recipe"] = {"val_size": 5000}  # a validation-split recipe: its curves were validation ones
+    for run in (run for arch in doc["archs"].values() for run in arch["runs"]):
+        run["test_acc_best"] = None
+    bench = Benchmark.load(_write(tmp_path / "v1val.json", doc))
+    assert bench.splits() == ("test", "val") and bench.metrics("val") == () and bench.metrics("test") == ("final",)
+    assert bench.accuracy("12012012", seed=1, split="val", epoch=0) == 58.0
+    with pytest.raises(BenchmarkError, match="holds per-epoch val curves only .*v1 extended export dropped them"):
+        bench.accuracy("12012012", split="val")
+    with pytest.raises(BenchmarkError, match="curves of the val split only"):
+        bench.accuracy("12012012", epoch=0)
+
+
 def test_extended_file_answers_both_metrics_epochs_and_training_time(tmp_path):
     codes = ["00000000", "12012012", "22212220"]
     bench = Benchmark.load(_write(tmp_path / "ext.json", _extended_doc(codes, metric="final")))

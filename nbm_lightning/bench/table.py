@@ -270,8 +270,13 @@ class Benchmark:
         after `epoch` (the split evaluated after every epoch only)."""
         split = self._split(split)
         if epoch is None:
-            name = self.metric if metric is None else metric
-            return self._split_accs(split)[check_choice("metric", name, self.metrics(split))]
+            held = self.metrics(split)
+            if not held:  # a v1 extended export of a validation-split recipe: its curves only
+                raise BenchmarkError(
+                    f"{self.source} holds per-epoch {split} curves only (pass epoch=), no {split} accuracies "
+                    "(a v1 extended export dropped them: re-export the records)"
+                )
+            return self._split_accs(split)[check_choice("metric", self.metric if metric is None else metric, held)]
         if metric is not None:
             raise ValueError(f"pass metric or epoch, not both (got metric {metric!r} and epoch {epoch!r})")
         if self.eval_acc is None:
