@@ -167,10 +167,8 @@ def decode_curves(run: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
 def build(groups: Mapping[str, Sequence[RunLike]], provenance: Mapping[str, Any], created_at: str) -> dict[str, Any]:
     """The extended document from canonical code -> its runs in seed order, and the provenance block."""
     archs = {code: _arch(runs) for code, runs in sorted(groups.items())}
-    splits = sorted({run.record.eval_split for runs in groups.values() for run in runs})
-    if len(splits) > 1:
-        raise ValueError(f"runs of one export evaluate on different splits {splits}: one recipe has one eval split")
-    meta = {**provenance, "eval_split": (splits or ["test"])[0], "metrics": METRICS, "curves": CURVE_ENCODING}
+    split = recipe_split(provenance["recipe"])  # the recipe decides (a run rebuilt from a W&B summary has no split)
+    meta = {**provenance, "eval_split": split, "metrics": METRICS, "curves": CURVE_ENCODING}
     return {"format": FORMAT, "version": VERSION, "created_at": created_at, "provenance": meta, "archs": archs}
 
 
@@ -238,11 +236,13 @@ def load_benchmark(data: dict[str, Any], source: str) -> tuple[list[ArchResult],
 
 def eval_split(data: Mapping[str, Any]) -> str:
     """The split a validated document's best_epoch and curves are of (v1 files: by their recipe's val_size)."""
-    if data["version"] >= 2:
-        return data["provenance"]["eval_split"]
-    recipe = data["provenance"]["recipe"]
-    val_size = recipe.get("val_size", 0) if isinstance(recipe, dict) else 0
-    return "val" if isinstance(val_size, int) and val_size > 0 else "test"
+    return data["provenance"]["eval_split"] if data["version"] >= 2 else recipe_split(data["provenance"]["recipe"])
+
+
+def recipe_split(recipe: Any) -> str:
+    """The split a recipe (its fields) evaluates after every epoch: "val" where it holds out val_size > 0 images."""
+    val_size = recipe.get("val_size", 0) if isinstance(recipe, Mapping) else 0
+    return "val" if type(val_size) is int and val_size > 0 else "test"
 
 
 def _run_column(runs: list[list[dict[str, Any]]], key: str) -> np.ndarray | None:
