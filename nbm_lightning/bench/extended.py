@@ -167,7 +167,7 @@ def decode_curves(run: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
 def build(groups: Mapping[str, Sequence[RunLike]], provenance: Mapping[str, Any], created_at: str) -> dict[str, Any]:
     """The extended document from canonical code -> its runs in seed order, and the provenance block."""
     archs = {code: _arch(runs) for code, runs in sorted(groups.items())}
-    split = recipe_split(provenance["recipe"])  # the recipe decides (a run rebuilt from a W&B summary has no split)
+    split = recipe_split(provenance.get("recipe"))  # the recipe decides (a run rebuilt from a W&B summary has no split)
     meta = {**provenance, "eval_split": split, "metrics": METRICS, "curves": CURVE_ENCODING}
     return {"format": FORMAT, "version": VERSION, "created_at": created_at, "provenance": meta, "archs": archs}
 
