@@ -217,6 +217,12 @@ def test_published_file_has_no_curves_no_final_metric_and_no_training_time(bench
     assert isinstance(info.value, UserError) and "\n" not in str(info.value)
     with pytest.raises(ValueError, match="invalid metric 'final': expected one of best"):
         bench.accuracy("12012012", metric="final")
+    assert bench.splits() == ("test",) and bench.metrics("test") == ("best",)
+    with pytest.raises(BenchmarkError) as info:  # test accuracies only: one line naming the split and those held
+        bench.accuracy("12012012", split="val")
+    assert "\n" not in str(info.value) and "holds no 'val' split (it holds: test; a validation split" in str(info.value)
+    with pytest.raises(ValueError, match="invalid split 'train': expected one of test, val"):
+        bench.accuracy("12012012", split="train")
     with pytest.raises(BenchmarkError, match="records no training time .*FLOPs proxy"):
         bench.train_time("12012012")
 
@@ -267,14 +273,37 @@ def _extended_doc(codes, metric: str = "final", epochs: int = 4) -> dict:
             curve = np.linspace(final - epochs + 1, final, epochs)
             runs.append({
                 "seed": seed, "test_acc_best": best, "test_acc_final": final, "best_epoch": epochs - 1,
+                "val_acc_best": None, "val_acc_final": None,
                 "epochs": epochs, "train_time_s": 100.0 + 10 * seed, "run_name": f"{code}-s{seed}", "wandb_id": None,
                 "wandb_url": None, "finished_at": None, "curves": {"eval_acc": extended.encode_curve(curve.tolist())},
             })  # fmt: skip
         archs[code] = {"params": 1000 + i, "flops": 10_000 + i, "ptflops_macs": None, "runs": runs}
     provenance = {key: {} for key in extended.PROVENANCE_KEYS} | {"metric": metric, "sources": []}
-    provenance["curves"] = extended.CURVE_ENCODING
+    provenance |= {"curves": extended.CURVE_ENCODING, "eval_split": "test"}
     return {"format": extended.FORMAT, "version": extended.VERSION, "created_at": "", "provenance": provenance,
             "archs": archs}  # fmt: skip
+
+
+def test_version_1_extended_files_are_still_read(tmp_path):
+    """v1 (no eval_split, no val_acc fields): curves of the split its recipe evaluated on, no validation accuracy."""
+    doc = _extended_doc(["00000000", "12012012"])
+    doc["version"] = 1
+    del doc["provenance"]["eval_split"]
+    for run in (run for arch in doc["archs"].values() for run in arch["runs"]):
+        del run["val_acc_best"], run["val_acc_final"]
+    bench = Benchmark.load(_write(tmp_path / "v1.json", doc))
+    assert bench.splits() == ("test",) and bench.eval_split == "test" and bench.val_accs == {}
+    assert bench.accuracy("12012012", seed=2) == 62.0 and bench.accuracy("12012012", seed=1, epoch=0) == 58.0
+    doc["provenance"]["recipe"] = {"val_size": 5000}  # a validation-split recipe: its curves were validation ones
+    for run in (run for arch in doc["archs"].values() for run in arch["runs"]):
+        run["test_acc_best"] = None
+    bench = Benchmark.load(_write(tmp_path / "v1val.json", doc))
+    assert bench.splits() == ("test", "val") and bench.metrics("val") == () and bench.metrics("test") == ("final",)
+    assert bench.accuracy("12012012", seed=1, split="val", epoch=0) == 58.0
+    with pytest.raises(BenchmarkError, match="holds per-epoch val curves only .*v1 extended export dropped them"):
+        bench.accuracy("12012012", split="val")
+    with pytest.raises(BenchmarkError, match="curves of the val split only"):
+        bench.accuracy("12012012", epoch=0)
 
 
 def test_extended_file_answers_both_metrics_epochs_and_training_time(tmp_path):
@@ -477,9 +506,9 @@ def _published_copy(published: dict) -> dict:
         ),
         (
             lambda p: {"format": "nbm_lightning.extended", "version": 99, "archs": {}},
-            "not a valid nbm_lightning.extended v1 file: version 99",
+            "not a valid nbm_lightning.extended v2 file: version 99",
         ),
-        (lambda p: {"format": "nbm_lightning.other"}, "not a valid nbm_lightning.extended v1 file"),
+        (lambda p: {"format": "nbm_lightning.other"}, "not a valid nbm_lightning.extended v2 file"),
     ],
 )
 def test_load_rejects_wrong_shapes_in_one_line(tmp_path, published, make, match):

@@ -21,7 +21,7 @@ from nbm_lightning.export.sources import record_from_wandb
 from nbm_lightning.records import runkeys
 from nbm_lightning.records.recipe import SEEDS, Recipe
 from nbm_lightning.records.run_record import RunRecord
-from nbm_lightning.synthetic.records import FINISHED_AT, make_record, write_records
+from nbm_lightning.synthetic.records import FINISHED_AT, make_record, make_val_record, write_records
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -149,7 +149,9 @@ def test_extended_round_trip_with_provenance(published_dir, tmp_path):
     prov = data["provenance"]
     assert prov["recipe_hash"] == Recipe().hash() and prov["recipe"]["epochs"] == 50 and prov["metric"] == "final"
     assert prov["sources"] == [str(published_dir)] and prov["versions"]["torch"] == ["2.4.1"]
-    assert prov["devices"] == {"NVIDIA H100": 11907} and set(prov["metrics"]) == {"test_acc_best", "test_acc_final"}
+    fields = {"test_acc_best", "test_acc_final", "val_acc_best", "val_acc_final"}
+    assert prov["devices"] == {"NVIDIA H100": 11907} and set(prov["metrics"]) == fields
+    assert prov["eval_split"] == "test"  # the published recipe evaluates on the test set after every epoch
     assert prov["counts"] == {
         "runs_read": 11907,
         "runs_used": 11907,
@@ -166,6 +168,7 @@ def test_extended_round_trip_with_provenance(published_dir, tmp_path):
     assert [run["seed"] for run in arch["runs"]] == list(SEEDS)
     run = arch["runs"][1]
     assert run["run_name"] == "12012012-s1" and run["wandb_id"] == "12012012s1" and run["epochs"] == 50
+    assert run["val_acc_best"] is None and run["val_acc_final"] is None  # no validation split held out
     curves = extended.decode_curves(run)
     assert len(curves["eval_acc"]) == 50 and curves["eval_acc"][-1] == pytest.approx(run["test_acc_final"], rel=1e-6)
 
@@ -183,6 +186,49 @@ def test_benchmark_loads_the_extended_export(published_dir, published_path, tmp_
     assert record.mean_acc == pytest.approx(reference.mean_acc + shift, abs=1e-9)
     result = compare(ours, theirs)
     assert result.kendall_tau == pytest.approx(1.0) and result.max_abs_diff == pytest.approx(abs(shift), abs=1e-9)
+
+
+def test_validation_split_is_exported_queried_and_compared_like_with_like(tmp_path, published_path, capsys):
+    """Records of a validation-split recipe (--val-size), exported and queried: the validation figures come back as
+    recorded (final, best, best epoch, every epoch), the test one too (final only: evaluated once)."""
+    from nbm_lightning.bench import Benchmark, BenchmarkError, compare
+    from nbm_lightning.bench.__main__ import main as bench_main
+
+    records = [
+        make_val_record(code, s, counts(code), 80.0 + i + s / 10, 70.0 + i - s / 10, val_peak=81.5 + i + s)
+        for i, code in enumerate((A, B, C))
+        for s in SEEDS
+    ]
+    write_records(tmp_path / "runs", records)
+    out = tmp_path / "val.json"
+    assert (
+        run_export("--from", str(tmp_path / "runs"), "--format", "extended", "--out", str(out), "--allow-partial") == 0
+    )
+    data, bench = extended.load(out), Benchmark.load(out, quiet=True)
+    assert data["version"] == 2 and data["provenance"]["eval_split"] == "val"
+    assert bench.splits() == ("test", "val") and bench.metrics("val") == ("final", "best")
+    assert bench.metrics("test") == ("final",) and bench.eval_split == "val"
+    for r in records:
+        code, seed, val = r["canonical"], r["seed"], r["curves"]["eval_acc"]
+        assert data["archs"][code]["runs"][seed]["best_epoch"] == r["best_epoch"] == 37  # the peak, not the last
+        assert bench.accuracy(code, seed, split="val") == r["val_acc_final"] == val[-1]
+        assert bench.accuracy(code, seed, split="val", metric="best") == r["val_acc_best"] > r["val_acc_final"]
+        assert bench.accuracy(code, seed) == bench.accuracy(code, seed, split="test") == r["test_acc_final"]
+        for epoch in range(50):
+            assert bench.accuracy(code, seed, split="val", epoch=epoch) == pytest.approx(val[epoch], rel=1e-6)
+    assert bench.accuracy(B, split="val", metric="best") == pytest.approx(81.5 + 1 + 1)  # the mean of seeds 0, 1, 2
+    with pytest.raises(BenchmarkError, match="curves of the val split only .* the test accuracy at epoch 3"):
+        bench.accuracy(A, split="test", epoch=3)
+    with pytest.raises(ValueError, match="invalid metric 'best': expected one of final"):
+        bench.accuracy(A, metric="best")  # no test-set selection in a validation-split run
+    same = compare(bench, bench, split="val")
+    assert same.split == "val" and same.kendall_tau == pytest.approx(1.0) and same.max_abs_diff == 0.0
+    assert compare(bench, bench).mean_diff == 0.0 and compare(bench, bench).split == "test"
+    assert run_main(bench_main, ["compare", str(out), str(out), "--split", "val"]) == 0
+    assert "split              val in both files (like with like)" in capsys.readouterr().out.splitlines()
+    assert run_main(bench_main, ["compare", str(out), str(published_path), "--split", "val"], prog="bench") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"{published_path} holds no 'val' split (it holds: test;" in err
 
 
 def test_extended_load_refuses_other_files(tmp_path):

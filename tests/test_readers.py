@@ -80,13 +80,14 @@ def _extended() -> dict[str, Any]:
     for i, code in enumerate(KEPT):
         runs = [
             {"seed": s, "test_acc_best": 60.0 + i + s, "test_acc_final": 59.0 + i + s, "best_epoch": 2, "epochs": 4,
+             "val_acc_best": None, "val_acc_final": None,
              "train_time_s": 100.0 + s, "run_name": f"{code}-s{s}", "wandb_id": None, "wandb_url": None,
              "finished_at": None, "curves": {"eval_acc": extended.encode_curve([50, 55, 60 + i + s, 59 + i + s])}}
             for s in range(3)
         ]  # fmt: skip
         archs[code] = {"params": 1000 + i, "flops": 10_000 + i, "ptflops_macs": None, "runs": runs}
     provenance = {key: {} for key in extended.PROVENANCE_KEYS}
-    provenance |= {"metric": "final", "sources": [], "curves": extended.CURVE_ENCODING}
+    provenance |= {"metric": "final", "sources": [], "curves": extended.CURVE_ENCODING, "eval_split": "test"}
     return {"format": extended.FORMAT, "version": extended.VERSION, "created_at": "", "provenance": provenance,
             "archs": archs}  # fmt: skip
 
@@ -99,6 +100,19 @@ def _run(**fields: Any) -> Callable[[dict[str, Any]], None]:
 def _arch(**fields: Any) -> Callable[[dict[str, Any]], None]:
     """Set fields of KEPT[0]'s entry in an extended document."""
     return lambda doc: doc["archs"][KEPT[0]].update(fields)
+
+
+def _as_val(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    """Make an extended document a validation-split one (val best 1 point above val final = test final), then set
+    fields of seed 1's run of KEPT[0]."""
+
+    def mutate(doc: dict[str, Any]) -> None:
+        doc["provenance"]["eval_split"] = "val"
+        for run in (run for arch in doc["archs"].values() for run in arch["runs"]):
+            run.update(test_acc_best=None, val_acc_best=run["test_acc_final"] + 1, val_acc_final=run["test_acc_final"])
+        _run(**fields)(doc)
+
+    return mutate
 
 
 def _runs() -> dict[str, Any]:
@@ -168,9 +182,16 @@ PUBLISHED_CASES: list[tuple[str, Mutation, str]] = [
 ]
 
 EXTENDED_CASES: list[tuple[str, Mutation, str]] = [
-    ("version 99", lambda doc: doc.update(version=99), "version 99 (this reader knows 1)"),
-    ("version true", lambda doc: doc.update(version=True), "version True (this reader knows 1)"),
+    ("version 99", lambda doc: doc.update(version=99), "version 99 (this reader knows 1, 2)"),
+    ("version true", lambda doc: doc.update(version=True), "version True (this reader knows 1, 2)"),
     ("no provenance", _drop("provenance"), "missing key(s) ['provenance']"),
+    ("v2 without eval_split", _drop("provenance", "eval_split"), "missing key(s) ['eval_split']"),
+    ("eval_split train", lambda doc: doc["provenance"].update(eval_split="train"), "eval_split 'train': expected one"),
+    ("v2 run without val_acc_final", _drop("archs", KEPT[0], "runs", 1, "val_acc_final"), "seed 1: expected keys"),
+    ("val accuracy in a test file", _run(val_acc_final=50.0), "val_acc_final 50.0 with eval_split 'test'"),
+    ("test best in a val file", _as_val(test_acc_best=70.0), "seed 1: test_acc_best 70.0 with eval_split 'val'"),
+    ("val accuracy 101", _as_val(val_acc_final=101.0), "val_acc_final 101.0: expected a finite number in 0..100"),
+    ("val best below final", _as_val(val_acc_best=10.0), "val_acc_best 10.0 is below val_acc_final 60.0"),
     (
         "unknown metric",
         lambda doc: doc["provenance"].update(metric="top5"),
@@ -237,7 +258,19 @@ EXTENDED_CASES: list[tuple[str, Mutation, str]] = [
 RUNS_CASES: list[tuple[str, Mutation, str]] = [
     ("not JSON", b"[1, 2", "is not valid JSON"),
     ("nested 200,000 deep", DEEP, "is nested more than 64 deep"),
-    ("empty object", lambda doc: {}, "no 'format': 'nbm_lightning.search-runs' and 'version': 1"),
+    ("empty object", lambda doc: {}, "no 'format': 'nbm_lightning.search-runs' and 'version': 2"),
+    ("version 3", lambda doc: doc.update(version=3), "version 3 (this reader knows 1, 2)"),
+    ("v2 without splits", lambda doc: doc.update(version=2), "missing key(s) ['observed_split', 'reported_split']"),
+    (
+        "observed split 'train'",
+        lambda doc: doc.update(version=2, observed_split="train", reported_split="test"),
+        "observed_split 'train': expected one of test, val",
+    ),
+    (
+        "reported on val",
+        lambda doc: doc.update(version=2, observed_split="test", reported_split="val"),
+        "reported_split 'val': expected one of test",
+    ),
     ("version a string", lambda doc: doc.update(version="1"), "no 'format'"),
     ("missing trials", _drop("trials"), "missing key(s) ['trials']"),
     (

@@ -241,13 +241,14 @@ def extended_path(tmp_path_factory, published) -> Path:
         value = published[code]
         runs = [
             {"seed": s, "test_acc_best": a, "test_acc_final": a - 1, "best_epoch": 1, "epochs": 2,
+             "val_acc_best": None, "val_acc_final": None,
              "train_time_s": 600.0 + s, "run_name": f"{code}-s{s}", "wandb_id": None, "wandb_url": None,
              "finished_at": None, "curves": {"eval_acc": extended.encode_curve([a - 11, a - 1])}}
             for s, a in enumerate(value["test_acc"])
         ]  # fmt: skip
         archs[code] = {"params": value["params"], "flops": value["flops"], "ptflops_macs": None, "runs": runs}
     provenance = {key: {} for key in extended.PROVENANCE_KEYS} | {"metric": "final", "sources": []}
-    provenance["curves"] = extended.CURVE_ENCODING
+    provenance |= {"curves": extended.CURVE_ENCODING, "eval_split": "test"}
     path = tmp_path_factory.mktemp("ext") / "extended.json"
     path.write_text(json.dumps({"format": extended.FORMAT, "version": extended.VERSION, "created_at": "",
                                 "provenance": provenance, "archs": archs}))  # fmt: skip
@@ -264,6 +265,72 @@ def test_search_on_an_extended_file_at_an_epoch(extended_path, published):
     assert space.fraction == 0.5 and trial.spent.seconds == pytest.approx(20 * 300, abs=20)  # half of ~600 s runs
     final = oracle(bench, "mean")
     assert final.metric == "final" and final.truth == pytest.approx(oracle(bench, "mean", "best").truth - 1)
+
+
+# ---------------------------------------------------------------- observed on validation, reported on test
+
+
+@pytest.fixture(scope="module")
+def val_path(tmp_path_factory, published) -> Path:
+    """A complete validation-split export (no curves) where validation and test disagree: test final = the published
+    seeds, val final = a scramble of the codes unrelated to them (row x 7919 mod 3969 scaled to 50..90 %, + seed/10),
+    val best 1 point higher."""
+    archs = {}
+    for i, code in enumerate(unique_codes()):
+        value, val = published[code], 50.0 + 40.0 * (i * 7919 % 3969) / 3969
+        runs = [
+            {"seed": s, "test_acc_best": None, "test_acc_final": a, "val_acc_best": val + s / 10 + 1,
+             "val_acc_final": val + s / 10, "best_epoch": None, "epochs": 50, "train_time_s": 600.0,
+             "run_name": f"{code}-s{s}", "wandb_id": None, "wandb_url": None, "finished_at": None, "curves": None}
+            for s, a in enumerate(value["test_acc"])
+        ]  # fmt: skip
+        archs[code] = {"params": value["params"], "flops": value["flops"], "ptflops_macs": None, "runs": runs}
+    provenance = {key: {} for key in extended.PROVENANCE_KEYS} | {"metric": "final", "sources": []}
+    provenance |= {"curves": extended.CURVE_ENCODING, "eval_split": "val"}
+    path = tmp_path_factory.mktemp("val") / "val.json"
+    extended.write(path, {"format": extended.FORMAT, "version": extended.VERSION, "created_at": "",
+                          "provenance": provenance, "archs": archs})  # fmt: skip
+    return path
+
+
+def test_search_observes_validation_and_reports_test(val_path, published_path, tmp_path, capsys):
+    out = tmp_path / "val-runs.json"
+    argv = ["run", "--algo", "re", "--budget", "40", "--trials", "4", "--observe", "val,mean", "--out", str(out)]
+    assert run_main(main, [*argv, "--file", str(val_path)]) == 0
+    runs, bench = read_runs(out), Benchmark.load(val_path)
+    assert (runs["observe"], runs["observed_split"], runs["reported_split"], runs["metric"]) == (
+        "mean", "val", "test", "final")  # fmt: skip
+    val, test = bench.acc_table(split="val").mean(axis=1), bench.acc_table(split="test").mean(axis=1)
+    assert runs["benchmark"]["best_mean_acc"] == pytest.approx(test.max())  # regret is measured on test
+    space = oracle(bench, "mean", split="val")
+    for trial in runs["trials"]:  # replayed: the incumbent is the best VALIDATION mean so far, judged by its TEST mean
+        rows = search(space, "re", 40, trial["seed"]).rows
+        chosen = [rows[int(np.argmax(val[list(rows[: q + 1])]))] for q in range(40)]
+        assert trial["incumbent"] == [space.index.codes[row] for row in chosen]
+        assert trial["incumbent_mean_acc"] == pytest.approx(test[chosen].tolist())
+    drops = [b < a for t in runs["trials"] for a, b in zip(t["incumbent_mean_acc"], t["incumbent_mean_acc"][1:])]
+    assert any(
+        drops
+    )  # val and test disagree: a better validation pick can be worse on test (never when judged on test)
+    assert run_main(main, ["table", str(out)]) == 0
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith("| regularized evolution (mean, observed val -> reported test) | 4 |")
+    )
+    assert run_main(main, ["plot", str(out), "--out", str(tmp_path / "val.png")]) == 0
+    bad = [*argv[:-4], "--observe", "val", "--file", str(published_path), "--out", str(tmp_path / "no.json")]
+    assert run_main(main, bad, prog="search") == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "holds no 'val' split (it holds: test;" in err
+    with pytest.raises(UserError, match="holds no test 'best' accuracy to judge the incumbent on .*: final\\)"):
+        oracle(bench, "seed", "best", split="val")  # the val split holds best, the test split final only
+    with pytest.raises(SystemExit) as info:
+        main([*argv[:-4], "--observe", "val,test", "--out", str(tmp_path / "no.json")])
+    assert (
+        info.value.code == 2 and "invalid observe 'val,test': expected seed, mean (a mode)" in capsys.readouterr().err
+    )
+    assert not (tmp_path / "no.json").exists()
 
 
 # ---------------------------------------------------------------- the command line
@@ -312,7 +379,7 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, published_path, capsys):
         (tmp_path / "junk.json").write_text(json.dumps(junk))
         assert run_main(main, ["table", str(tmp_path / "junk.json")], prog="search") == 2
         err = capsys.readouterr().err
-        assert len(err.splitlines()) == 1 and "is not a nbm_lightning.search-runs v1 file" in err
+        assert len(err.splitlines()) == 1 and "is not a nbm_lightning.search-runs v2 file" in err
     epoch = _cli("run", "--algo", "rs", "--budget", "10", "--epoch", "3", "--out", str(tmp_path / "e.json"),
                  "--file", str(published_path))  # fmt: skip
     assert epoch.returncode == 2 and epoch.stdout == "" and "Traceback" not in epoch.stderr

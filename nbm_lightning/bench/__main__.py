@@ -15,7 +15,7 @@ from ..core.errors import UserError
 from .compare import Comparison, compare
 from .formats import GET_PUBLISHED
 from .published import ArchResult
-from .table import METRICS, Benchmark
+from .table import METRICS, SPLITS, Benchmark
 
 PROG = "python -m nbm_lightning.bench"
 
@@ -61,6 +61,7 @@ def _comparison_lines(c: Comparison) -> list[str]:
     lines = [
         f"a                  {c.a}  ({c.seeds_a} seeds, {c.metric_a})",
         f"b                  {c.b}  ({c.seeds_b} seeds, {c.metric_b})",
+        f"split              {c.split} in both files (like with like)",
         f"shared archs       {c.n_shared}",
         f"Kendall tau-b      {c.kendall_tau:.4f} +- {c.tau_se:.4f} (bootstrap se over architectures)",
         f"Spearman rho       {c.spearman_rho:.4f}",
@@ -107,7 +108,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     """`compare A B`: agreement of two files (and their scatter with --out)."""
     a, b = _load(args.a, args.notes), _load(args.b, args.notes)
     try:
-        result = compare(a, b, ks=args.k)
+        result = compare(a, b, ks=args.k, split=args.split)
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.out:
@@ -154,6 +155,9 @@ def build_parser() -> ArgParser:
     comp.add_argument("b", metavar="B", help="second benchmark JSON")
     comp.add_argument("--k", type=int_arg("K", 1), nargs="+", default=[10, 100], help="top-k overlaps to report")
     comp.add_argument("--out", help="also write the scatter of mean accuracies (PNG) into this folder")
+    comp.add_argument(
+        "--split", choices=SPLITS, default="test", help="the split compared in both files: test (default) or val"
+    )
     plot = sub.add_parser("plot", parents=[source], help="histograms and accuracy vs FLOPs (PNG)")
     plot.add_argument("--out", required=True, help="folder for the PNG files")
     return parser

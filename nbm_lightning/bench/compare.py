@@ -9,6 +9,10 @@ architectures of similar accuracy (per-architecture variances from 2 or 3 seeds 
 the ceiling; the smoothed ones reproduce the published file's own seed-to-seed taus to 0.001), and
 CEILING_DRAWS pairs of benchmarks are drawn from that model. Tau's uncertainty is a bootstrap over the shared
 architectures. Below MIN_SHARED shared architectures there is no ranking verdict.
+
+Like is compared with like: one split of both files (`split`: "test", every file's, by default; "val" where both
+hold a validation split), of each file's primary metric (a note warns where the metrics differ); the Comparison
+and its lines name the split.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class Comparison:
     seeds_b: int  # seeds per architecture in b
     metric_a: str  # what a's accuracies are: "best" (max over epochs) or "final"
     metric_b: str  # the same for b
+    split: str  # the split compared, in both files: "test" or "val" (like with like)
     tau_se: float  # bootstrap standard error of kendall_tau over the shared architectures
     ceiling_tau: float  # mean tau of two simulated independent benchmarks with seeds_a and seeds_b seeds; nan: no model
     ceiling_sd: float  # standard deviation of that simulated tau
@@ -126,12 +131,26 @@ def _metric_note(a: Benchmark, b: Benchmark) -> list[str]:
     ]
 
 
-def compare(a: Benchmark, b: Benchmark, ks: Sequence[int] = (10, 100), seed: int = 0) -> Comparison:
-    """Rank agreement (uncertainty, like-for-like ceiling), level and top-k overlap of a vs b; `seed` for resampling."""
+def split_accs(bench: Benchmark, split: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean over seeds, per-seed accuracies) of `rows` on one split, the file's primary metric (test: its stored
+    mean_acc and test_acc)."""
+    if split == "test":
+        bench.acc_table(split=split)  # InvalidValue for a name that is no split
+        return bench.mean_acc[rows], bench.test_acc[rows]
+    acc = bench.acc_table(split=split)[rows]
+    return acc.mean(axis=1), acc
+
+
+def compare(
+    a: Benchmark, b: Benchmark, ks: Sequence[int] = (10, 100), seed: int = 0, split: str = "test"
+) -> Comparison:
+    """Rank agreement (uncertainty, like-for-like ceiling), level and top-k overlap of a vs b on one split of both;
+    `seed` for resampling."""
     rows_a, rows_b = shared_rows(a, b)
     if len(rows_a) < 2:
         raise ValueError(f"{a.source} and {b.source} share {len(rows_a)} architectures; compare needs 2")
-    mean_a, mean_b, accs = a.mean_acc[rows_a], b.mean_acc[rows_b], (a.test_acc[rows_a], b.test_acc[rows_b])
+    (mean_a, acc_a), (mean_b, acc_b) = split_accs(a, split, rows_a), split_accs(b, split, rows_b)
+    accs = (acc_a, acc_b)
     mu = (a.seeds * mean_a + b.seeds * mean_b) / (a.seeds + b.seeds)
     var, notes = seed_variance(accs, mu), []
     fields = {
@@ -150,6 +169,7 @@ def compare(a: Benchmark, b: Benchmark, ks: Sequence[int] = (10, 100), seed: int
         seeds_b=b.seeds,
         metric_a=a.metric,
         metric_b=b.metric,
+        split=split,
         notes=tuple(notes + _metric_note(a, b)),
         **fields,
     )

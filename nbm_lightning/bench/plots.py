@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core.atomic import atomic_write_bytes
 from ..core.errors import require
-from .compare import Comparison, compare, shared_rows
+from .compare import Comparison, compare, shared_rows, split_accs
 from .table import METRICS, Benchmark
 
 DPI = 120  # resolution of every PNG
@@ -77,17 +77,20 @@ def plot_all(bench: Benchmark, out_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def plot_compare(a: Benchmark, b: Benchmark, out_dir: str | os.PathLike[str], result: Comparison | None = None) -> Path:
-    """Scatter of b's against a's mean accuracy on shared architectures, the line y = x, tau in the title."""
+    """Scatter of b's against a's mean accuracy (of the split compared) on shared architectures, the line y = x, tau
+    in the title."""
     result = result or compare(a, b)
     rows_a, rows_b = shared_rows(a, b)
-    x, y = a.mean_acc[rows_a], b.mean_acc[rows_b]
+    (x, _), (y, _) = split_accs(a, result.split, rows_a), split_accs(b, result.split, rows_b)
+    words = {"test": "test", "val": "validation"}[result.split]
     figure = new_figure(6, 6)
     axes = figure.subplots()
     axes.scatter(x, y, s=4, alpha=0.5, color="tab:blue")
     low, high = math.floor(min(x.min(), y.min())), math.ceil(max(x.max(), y.max()))
     axes.plot([low, high], [low, high], "--", color="tab:red", linewidth=1, label="y = x")
     axes.set(
-        xlabel=f"{Path(a.source).name}: mean test accuracy (%)", ylabel=f"{Path(b.source).name}: mean test accuracy (%)"
+        xlabel=f"{Path(a.source).name}: mean {words} accuracy (%)",
+        ylabel=f"{Path(b.source).name}: mean {words} accuracy (%)",
     )
     axes.set_title(
         f"Kendall tau-b = {result.kendall_tau:.4f}, Spearman rho = {result.spearman_rho:.4f}, n = {result.n_shared}"

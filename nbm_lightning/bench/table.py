@@ -1,9 +1,10 @@
 """The benchmark table: one row per canonical architecture in read-only numpy columns, and the queries on it.
 
 `Benchmark.load(path)` reads the published format or this project's extended export (found and told apart by
-`formats`; the extended one by its primary metric, best or final, and with both metrics, training times and
-learning curves); `query`, `accuracy`, `train_time`, `best`, `archs`, `top`, `pareto`, `sample` and `to_frame`
-answer from numpy arrays, and every query can be charged to a `Budget`.
+`formats`; the extended one by its primary metric, best or final, and with both metrics, training times,
+learning curves and, where its runs held out a validation split, the validation accuracies); `query`, `accuracy`
+(of a split: `splits()`), `train_time`, `best`, `archs`, `top`, `pareto`, `sample` and `to_frame` answer from numpy
+arrays, and every query can be charged to a `Budget`.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import numpy as np
 from ..arch.codes import canonical, unique_codes
 from ..core.errors import require
 from ..core.validate import check_choice, check_int, check_number, fail, shown
-from ..records.run_record import METRIC_FIELDS
+from ..records.run_record import EVAL_SPLITS, METRIC_FIELDS
 from . import formats
 from .budget import Budget
 from .formats import BenchmarkError, BenchmarkFormatError, benchmark_path
 from .published import ACC_RANGE, ArchResult, canonical_map
 
 ACC_METRICS = tuple(METRIC_FIELDS)  # per-seed accuracies a file may hold: "best" (max over epochs), "final"
+SPLITS = EVAL_SPLITS  # the splits a file may hold accuracies of: "test" (every file), "val" (a validation split)
 PROXY_SECONDS_PER_MAC = 8e-6  # the FLOPs time proxy: simulated seconds of one training = this x flops, i.e.
 # 50 epochs x (3 x 50,000 training + 10,000 test images) MACs at an assumed 1e12 MAC/s; a proxy, not a measurement
 TIME_RECORDED = "recorded train_time_s"  # Benchmark.time_source where the file records every run's training time
@@ -94,7 +96,10 @@ class Benchmark:
     # (rows, seeds) percent; test_acc is added under `metric`
     train_time_s: np.ndarray | None = None  # (rows, seeds) recorded training seconds; None: the file records none
     eval_acc: np.ndarray | None = None  # (rows, seeds, epochs) evaluation accuracy after each epoch, percent (NaN:
-    # no curve for that run); None: the file has no curves (the published file)
+    # no curve for that run), of the split `eval_split`; None: the file has no curves (the published file)
+    val_accs: Mapping[str, np.ndarray] = field(default_factory=dict)  # validation accuracies held: metric ->
+    # (rows, seeds) percent; empty: no validation split (the published file)
+    eval_split: str = "test"  # the split evaluated after every epoch (eval_acc's): "test" (published) or "val"
     sha256: str = ""  # hex sha256 of the file's bytes ("" for a benchmark built in memory)
     notes: tuple[str, ...] = ()  # what a reader should know of the file (one line each), e.g. that it is partial
     _rows: dict[str, int] = field(init=False, default_factory=dict)  # canonical code -> row
@@ -108,9 +113,10 @@ class Benchmark:
         ):
             raise ValueError("Benchmark columns must have one row per code")
         check_choice("metric", self.metric, ACC_METRICS)
+        check_choice("eval_split", self.eval_split, SPLITS)
         others = {name: acc for name, acc in self.accs.items() if name != self.metric}  # test_acc wins (a replace)
         accs = {self.metric: self.test_acc, **others}
-        if any(array.shape != self.test_acc.shape for array in accs.values()):
+        if any(array.shape != self.test_acc.shape for array in (*accs.values(), *self.val_accs.values())):
             raise ValueError("Benchmark accuracies must have one row per code and one column per seed")
         object.__setattr__(self, "accs", accs)
         object.__setattr__(self, "_rows", rows)
@@ -129,8 +135,8 @@ class Benchmark:
             mean, std = self.test_acc.mean(axis=1), self.test_acc.std(axis=1)
         summary = f"(to {SUMMARY_TOLERANCE:g} pp)"
         checks: list[tuple[str, np.ndarray, Any, Callable[[int], str]]] = [
-            *((METRIC_FIELDS[name], acc, (np.isfinite(acc) & (acc >= low) & (acc <= high)).all(axis=1),
-               lambda row: percent) for name, acc in self.accs.items()),
+            *((f"{split}_acc_{name}", acc, (np.isfinite(acc) & (acc >= low) & (acc <= high)).all(axis=1),
+               lambda row: percent) for split in SPLITS for name, acc in self._split_accs(split).items()),
             ("mean_acc", self.mean_acc, np.abs(self.mean_acc - mean) <= SUMMARY_TOLERANCE,
              lambda row: f"{float(mean[row])!r}, the mean of its test_acc "
                          f"{shown(self.test_acc[row].tolist())} {summary}"),
@@ -139,9 +145,12 @@ class Benchmark:
             ("params", self.params, self.params >= 0, lambda row: "a non-negative count"),
             ("flops", self.flops, self.flops >= 0, lambda row: "a non-negative count"),
         ]  # fmt: skip
-        if "best" in self.accs and "final" in self.accs:
-            best, final = self.accs["best"], self.accs["final"]
-            checks.append(("test_acc_best", best, (best >= final).all(axis=1), lambda row: "at least test_acc_final"))
+        for split in SPLITS:
+            accs = self._split_accs(split)
+            if "best" in accs and "final" in accs:
+                best, final, name = accs["best"], accs["final"], f"{split}_acc"
+                ok = (best >= final).all(axis=1)
+                checks.append((f"{name}_best", best, ok, lambda row, n=name: f"at least {n}_final"))
         if self.train_time_s is not None:
             times = self.train_time_s
             ok = (np.isfinite(times) & (times >= 0)).all(axis=1)
@@ -232,20 +241,53 @@ class Benchmark:
         """Seeds (training runs) per architecture."""
         return int(self.test_acc.shape[1])
 
-    def metrics(self) -> tuple[str, ...]:
-        """The per-seed accuracies this file holds ("best", "final"), its primary one (test_acc) first."""
-        return tuple(self.accs)
+    def splits(self) -> tuple[str, ...]:
+        """The splits this file holds accuracies of: "test" (every file), then "val" where its runs held one out."""
+        val = self.val_accs or (self.eval_split == "val" and self.eval_acc is not None)
+        return ("test", "val") if val else ("test",)
 
-    def acc_table(self, metric: str | None = None, epoch: int | None = None) -> np.ndarray:
-        """(rows, seeds) accuracies, percent: a metric held (default: the primary one), or those after `epoch`."""
+    def metrics(self, split: str = "test") -> tuple[str, ...]:
+        """The per-seed accuracies this file holds of a split ("best", "final"), the file's primary metric first."""
+        accs = self._split_accs(self._split(split))
+        return tuple(sorted(accs, key=lambda name: name != self.metric))
+
+    def _split_accs(self, split: str) -> Mapping[str, np.ndarray]:
+        """metric -> (rows, seeds) accuracies of one split (empty where the file holds none)."""
+        return self.accs if split == "test" else self.val_accs
+
+    def _split(self, split: str) -> str:
+        """`split` if this file holds it; InvalidValue for a name that is no split, BenchmarkError where it lacks it."""
+        if check_choice("split", split, SPLITS) not in self.splits():
+            held = ", ".join(self.splits())
+            raise BenchmarkError(
+                f"{self.source} holds no {split!r} split (it holds: {held}; a validation split comes from records "
+                "trained with --val-size, exported with --format extended)"
+            )
+        return split
+
+    def acc_table(self, metric: str | None = None, epoch: int | None = None, split: str = "test") -> np.ndarray:
+        """(rows, seeds) accuracies of a split, percent: a metric held (default: the file's primary one), or those
+        after `epoch` (the split evaluated after every epoch only)."""
+        split = self._split(split)
         if epoch is None:
-            return self.accs[check_choice("metric", self.metric if metric is None else metric, self.metrics())]
+            held = self.metrics(split)
+            if not held:  # a v1 extended export of a validation-split recipe: its curves only
+                raise BenchmarkError(
+                    f"{self.source} holds per-epoch {split} curves only (pass epoch=), no {split} accuracies "
+                    "(a v1 extended export dropped them: re-export the records)"
+                )
+            return self._split_accs(split)[check_choice("metric", self.metric if metric is None else metric, held)]
         if metric is not None:
             raise ValueError(f"pass metric or epoch, not both (got metric {metric!r} and epoch {epoch!r})")
         if self.eval_acc is None:
             raise BenchmarkError(
                 f"{self.source} has no learning curves (the published file has none; an extended export of records "
                 f"has them): cannot answer the accuracy at epoch {epoch!r}"
+            )
+        if split != self.eval_split:
+            raise BenchmarkError(
+                f"{self.source} has per-epoch curves of the {self.eval_split} split only (the {split} split was "
+                f"evaluated once, after the last epoch): cannot answer the {split} accuracy at epoch {epoch!r}"
             )
         return self.eval_acc[:, :, check_int("epoch", epoch, 0, self.eval_acc.shape[2] - 1)]
 
@@ -265,14 +307,16 @@ class Benchmark:
         code: object,
         seed: int | str | None = None,
         *,
+        split: str = "test",
         metric: str | None = None,
         epoch: int | None = None,
         rng: np.random.Generator | int | None = None,
         budget: Budget | None = None,
     ) -> float:
-        """One architecture's accuracy, percent: the mean over seeds (seed None), one seed (an int), or one random
-        seed (seed "random", drawn with `rng`: NATS-Bench's is_random); of `metric` or after `epoch` (0-based)."""
-        row, table = self.row(code), self.acc_table(metric, epoch)
+        """One architecture's accuracy on a split ("test" or "val": `splits()`), percent: the mean over seeds (seed
+        None), one seed (an int), or one random seed (seed "random", drawn with `rng`: NATS-Bench's is_random); of
+        `metric` (`metrics(split)`) or after `epoch` (0-based)."""
+        row, table = self.row(code), self.acc_table(metric, epoch, split)
         seeds = self._seeds(seed, row, rng, budget)
         value = float(table[row, seeds].mean())
         if math.isnan(value):

@@ -14,7 +14,7 @@ from ..bench.table import ACC_METRICS, Benchmark
 from ..cli import ArgParser, int_arg, run_main
 from ..core.errors import UserError
 from .interop import PREFIX
-from .oracle import OBSERVATIONS, oracle
+from .oracle import observation, oracle
 from .runs import ALGORITHMS, TABLE_BUDGETS, read_runs, regrets, run_trials, runs_document, table_lines, write_runs
 from .runs import algorithm as find_algorithm
 
@@ -24,8 +24,9 @@ PROG = "python -m nbm_lightning.search"
 def _cmd_run(args: argparse.Namespace) -> int:
     """`run`: trials of one algorithm, written as a runs file."""
     bench = Benchmark.load(args.file)
+    split, mode = args.observe
     try:
-        space = oracle(bench, args.observe, args.metric, args.epoch)
+        space = oracle(bench, mode, args.metric, args.epoch, split)
     except ValueError as err:  # a metric the file does not hold, an epoch beyond its curves
         raise UserError(str(err)) from None
     config = _config(args)
@@ -36,8 +37,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UserError(f"cannot write {args.out!r}: {err.strerror or err}") from None
     final = regrets(document)[:, -1].mean()
-    print(f"{args.algo}: {args.trials} trials of budget {args.budget} ({args.observe}): mean regret {final:.3f} pp "
-          f"-> {args.out}")  # fmt: skip
+    print(f"{args.algo}: {args.trials} trials of budget {args.budget} ({mode}, observed {split}): mean regret "
+          f"{final:.3f} pp on {space.report} -> {args.out}")  # fmt: skip
     return 0
 
 
@@ -88,6 +89,14 @@ def _algo(name: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _observe(text: str) -> tuple[str, str]:
+    """argparse type of --observe: (split, mode)."""
+    try:
+        return observation(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def build_parser() -> ArgParser:
     """The search command line: run, plot, table."""
     parser = ArgParser(prog=PROG, description="Search baselines on the NAS-Bench-Macro benchmark.")
@@ -99,7 +108,11 @@ def build_parser() -> ArgParser:
     run.add_argument("--budget", required=True, type=int_arg("budget", 1, len(unique_codes())), help="queries")
     run.add_argument("--trials", type=int_arg("trials", 1), default=100, help="independent runs (default 100)")
     run.add_argument("--seed", type=int_arg("seed", 0), default=0, help="trial i uses seed SEED + i (default 0)")
-    run.add_argument("--observe", choices=OBSERVATIONS, default="seed", help="one random seed (default) or the mean")
+    run.add_argument(
+        "--observe", type=_observe, default=("test", "seed"), metavar="[SPLIT,]MODE",
+        help="MODE: one random seed (seed, default) or the mean (mean); SPLIT: the split observed, test (default) or "
+        "val (model selection on validation; the incumbent is always reported on test), e.g. val or val,mean",
+    )  # fmt: skip
     run.add_argument("--metric", choices=ACC_METRICS, help="accuracy observed and judged (default: the file's)")
     run.add_argument("--epoch", type=int_arg("epoch", 0), help="observe the accuracy after this epoch (curves)")
     run.add_argument("--out", required=True, help="runs file to write (JSON)")

@@ -9,8 +9,12 @@ Observation modes (what one query of an architecture returns):
 
 The accuracy is the file's primary metric (or another it holds, `metric`), or with `epoch` the evaluation
 accuracy after that epoch from an extended file's curves (a low-fidelity search; the truth stays the metric's
-mean). A query charges a `Budget` once per network (its canonical code): all seeds in "mean" mode, the drawn
-seed in "seed" mode, (epoch + 1) / epochs of a run with `epoch`; a `Trial`'s budget counts such queries.
+mean). It is of one split (`split`): "test" (default; the published file's only one), or "val" where the runs held
+out a validation split: the honest protocol, model selection on validation. The incumbent is always judged and
+reported on the test split (REPORT_SPLIT): its truth, rank and regret are test figures (of `metric`, which the
+test split must hold too). A query charges a `Budget` once per network (its canonical code): all seeds in "mean"
+mode, the drawn seed in "seed" mode, (epoch + 1) / epochs of a run with `epoch`; a `Trial`'s budget counts
+such queries.
 
 Free per-network scores (`Oracle.scores`: name -> one number per row) are what a searcher may know without a
 query: the file's FLOPs and params, and any table of code -> score given to `oracle` (a zero-cost proxy, a
@@ -29,10 +33,12 @@ import numpy as np
 from ..bench.budget import Budget
 from ..bench.table import Benchmark
 from ..core.errors import UserError
-from ..core.validate import check_choice, check_int
+from ..core.validate import check_choice, check_int, fail
 from .space import SpaceIndex, space_index
 
 OBSERVATIONS = ("seed", "mean")  # observation modes (module docstring)
+SPLITS = ("test", "val")  # splits a search may observe (module docstring)
+REPORT_SPLIT = "test"  # the split the incumbent is judged and reported on
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,6 +57,8 @@ class Oracle:
     fraction: float  # part of a run a query pays for: 1, or (epoch + 1) / epochs
     index: SpaceIndex  # the space's integer tables
     scores: Mapping[str, np.ndarray] = field(default_factory=dict)  # name -> (rows,) free score (module docstring)
+    split: str = "test"  # the split observed: "test" or "val" (module docstring)
+    report: str = REPORT_SPLIT  # the split of `truth`: the incumbent is judged and reported on it
 
     @property
     def best(self) -> float:
@@ -79,15 +87,23 @@ def oracle(
     observe: str = "seed",
     metric: str | None = None,
     epoch: int | None = None,
+    split: str = "test",
     scores: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Oracle:
-    """The oracle of a complete benchmark (all 3969 canonical codes); UserError for an incomplete one.
-    `scores`: further free scores, name -> {code: score} (`score_table`), beside the file's FLOPs and params."""
+    """The oracle of a complete benchmark (all 3969 canonical codes) observing `split` and judging on the test split;
+    UserError for an incomplete one or a split it lacks. `scores`: further free scores, name -> {code: score}
+    (`score_table`), beside the file's FLOPs and params."""
     index, observe = space_index(), check_choice("observe", observe, OBSERVATIONS)
+    split = check_choice("split", split, SPLITS)
     if bench.codes != index.codes:
         raise UserError(f"search needs all {len(index.codes)} architectures; {bench.source} holds {len(bench)}")
-    truth = bench.acc_table(metric).mean(axis=1)
-    values = bench.acc_table(metric) if epoch is None else bench.acc_table(epoch=epoch)
+    judged = bench.metric if metric is None else metric
+    if judged not in bench.metrics(REPORT_SPLIT) and split != REPORT_SPLIT:
+        held = ", ".join(bench.metrics(REPORT_SPLIT))
+        raise UserError(f"{bench.source} holds no {REPORT_SPLIT} {judged!r} accuracy to judge the incumbent on "
+                        f"(its {REPORT_SPLIT} metrics: {held}): choose the metric with --metric")  # fmt: skip
+    truth = bench.acc_table(metric, split=REPORT_SPLIT).mean(axis=1)
+    values = bench.acc_table(metric, split=split) if epoch is None else bench.acc_table(epoch=epoch, split=split)
     if np.isnan(values).any():
         raise UserError(f"{bench.source} lacks the curve of some run at epoch {epoch}")
     epochs = None if bench.eval_acc is None else bench.eval_acc.shape[2]
@@ -103,6 +119,7 @@ def oracle(
         seconds=bench.seconds_table(),
         fraction=1.0 if epoch is None or epochs is None else (epoch + 1) / epochs,
         index=index,
+        split=split,
         scores={
             "flops": bench.flops.astype(np.float64),
             "params": bench.params.astype(np.float64),
@@ -134,6 +151,17 @@ def score_table(name: str, table: Mapping[str, float], index: SpaceIndex) -> np.
         raise ValueError(f"score {name!r} lacks {len(missing)} of {len(out)} networks, e.g. {index.codes[missing[0]]}")
     out.flags.writeable = False
     return out
+
+
+def observation(text: str) -> tuple[str, str]:
+    """`search run --observe`'s value -> (split, mode): a mode ("seed", "mean"), a split ("val", "test"; mode seed),
+    or both joined by a comma ("val,mean"); InvalidValue naming the choices otherwise."""
+    parts = text.split(",") if isinstance(text, str) else [text]
+    splits, modes = [p for p in parts if p in SPLITS], [p for p in parts if p in OBSERVATIONS]
+    if len(parts) > 2 or len(splits) > 1 or len(modes) > 1 or len(splits) + len(modes) != len(parts):
+        choices = f"{', '.join(OBSERVATIONS)} (a mode), {', '.join(SPLITS)} (a split), or both as SPLIT,MODE"
+        raise fail("observe", text, choices)
+    return (splits or ["test"])[0], (modes or ["seed"])[0]
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Anytime curves of search runs: mean regret with a 95 % band against the number of queries (log-log), one PNG."""
+"""Anytime curves of search runs: mean regret with a 95 % band against the number of queries (log-log), one PNG;
+its title names the splits observed and reported, a legend entry the observed one where it differs."""
 
 from __future__ import annotations
 
@@ -33,9 +34,12 @@ def plot_anytime(files: Sequence[dict[str, Any]], out: str | os.PathLike[str]) -
         (line,) = axes.plot(queries, mean, label=f"{label(runs)}, {len(regret)} trials")
         axes.fill_between(queries, low, high, color=line.get_color(), alpha=0.25, linewidth=0)
     source, positive = Path(files[0]["benchmark"]["path"]).name, all(regrets(f).mean(axis=0).min() > 0 for f in files)
-    axes.set(xscale="log", xlabel="queries (distinct architectures)", ylabel="regret of the incumbent's mean (pp)")
+    reported = "/".join(sorted({f["reported_split"] for f in files}))  # one split: `search run` reports on test
+    ylabel = f"regret of the incumbent's {reported} mean (pp)"
+    axes.set(xscale="log", xlabel="queries (distinct architectures)", ylabel=ylabel)
     axes.set_yscale("log" if positive else "linear")  # log where every mean regret stays above 0
-    axes.set_title(f"Anytime search on {source}: mean regret, 95 % band")
+    observed = "/".join(sorted({f["observed_split"] for f in files}))
+    axes.set_title(f"Anytime search on {source}: observed {observed}, reported {reported}; mean regret, 95 % band")
     axes.legend(loc="upper right")
     axes.grid(alpha=0.3, which="both")
     return save_png(figure, out)

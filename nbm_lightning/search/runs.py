@@ -2,9 +2,9 @@
 
 A runs file is one JSON object:
 
-    {"format": "nbm_lightning.search-runs", "version": 1,
+    {"format": "nbm_lightning.search-runs", "version": 2,
      "algo": "re", "config": {"population": 30, "sample": 10}, "budget": 100, "observe": "seed",
-     "metric": "best", "epoch": null,
+     "observed_split": "val", "reported_split": "test", "metric": "best", "epoch": null,
      "benchmark": {"path": "...", "sha256": "...", "archs": 3969, "best_mean_acc": 93.13, "time_source": "..."},
      "trials": [{"seed": 0, "incumbent_mean_acc": [...], "incumbent_rank": [...], "incumbent": ["..."],
                  "seconds": [...]}]}
@@ -12,6 +12,9 @@ A runs file is one JSON object:
 Each trial's lists hold one value per query (`budget` of them): the incumbent's true mean accuracy (percent),
 its rank by true mean accuracy (1 = the best; ties share the better rank), its canonical code, and the
 cumulative simulated training seconds. Regret = best_mean_acc - incumbent_mean_acc (percentage points).
+The search observed the accuracies of "observed_split" ("test", or "val": model selection on a validation
+split); the incumbent's accuracy, rank, best_mean_acc and regret are of "reported_split" (always "test").
+Version 1 files (before the splits were named) are read as observed and reported on "test".
 """
 
 from __future__ import annotations
@@ -47,10 +50,12 @@ from .algorithms import (
 )
 from .interop import PREFIX, OptunaConfig, known_sampler_name, optuna_search, sampler_class, sampler_key
 from .mcts import MCTSConfig, mcts
-from .oracle import OBSERVATIONS, Oracle, Trajectory, Trial
+from .oracle import OBSERVATIONS, REPORT_SPLIT, SPLITS, Oracle, Trajectory, Trial
 
 FORMAT = "nbm_lightning.search-runs"  # the "format" field of a runs file
-VERSION = 1  # its "version"; a reader refuses others
+VERSION = 2  # its "version" written
+READ_VERSIONS = (1, 2)  # versions read (v1: no split keys, both splits "test"); a reader refuses others
+SPLIT_KEYS = ("observed_split", "reported_split")  # required from version 2 on
 TABLE_BUDGETS = (10, 20, 50, 100, 200)  # budgets at which `table_lines` reports regret and rank
 BASELINE_NOTE = (
     "A result means little here until it beats the free baseline: networks ranked by FLOPs, no accuracy observed "
@@ -120,6 +125,8 @@ def runs_document(
         "config": dataclasses.asdict(chosen.config if config is None else config),
         "budget": budget,
         "observe": oracle.observe,
+        "observed_split": oracle.split,
+        "reported_split": oracle.report,
         "metric": oracle.metric,
         "epoch": oracle.epoch,
         "benchmark": {"path": oracle.source, "sha256": sha256, "archs": len(oracle), "best_mean_acc": oracle.best},
@@ -156,19 +163,22 @@ def read_runs(path: str | os.PathLike[str]) -> dict[str, Any]:
     problem = _problem(data)
     if problem:
         raise RunsFileError(f"{str(path)!r} is not a {FORMAT} v{VERSION} file (write one with `search run`): {problem}")
-    return data
+    return data if data["version"] >= 2 else {**data, "observed_split": "test", "reported_split": REPORT_SPLIT}
 
 
 def _problem(data: Any) -> str | None:
     """The first problem of a runs document, or None."""
     version = data.get("version") if isinstance(data, dict) else None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or type(version) is not int or version != VERSION:
+    if not isinstance(data, dict) or data.get("format") != FORMAT or type(version) is not int:
         return f"no 'format': {FORMAT!r} and 'version': {VERSION}"
-    missing = [key for key in KEYS if key not in data]
+    if version not in READ_VERSIONS:
+        return f"version {shown(version)} (this reader knows {', '.join(map(str, READ_VERSIONS))})"
+    missing = [key for key in KEYS + (SPLIT_KEYS if version >= 2 else ()) if key not in data]
     if missing:
         return f"missing key(s) {missing}"
     algos = (*ALGORITHMS, f"{PREFIX}SAMPLER")
-    for key, choices in (("algo", algos), ("observe", OBSERVATIONS), ("metric", ACC_METRICS)):
+    splits = (("observed_split", SPLITS), ("reported_split", (REPORT_SPLIT,))) if version >= 2 else ()
+    for key, choices in (("algo", algos), ("observe", OBSERVATIONS), ("metric", ACC_METRICS), *splits):
         if (
             not isinstance(data[key], str)
             or data[key] not in choices
@@ -242,13 +252,16 @@ def ranks(runs: dict[str, Any]) -> np.ndarray:
 
 
 def label(runs: dict[str, Any]) -> str:
-    """A short name of a runs file: algorithm (ranked: by what; Optuna: the sampler) and observation mode."""
+    """A short name of a runs file: algorithm (ranked: by what; Optuna: the sampler), observation mode, and the
+    splits where one was observed and the other reported ("observed val -> reported test")."""
     algo, config = runs["algo"], runs["config"]
     if algo in ALGORITHMS:
         title = ALGORITHMS[algo].title + (f" by {config.get('by')}" if algo == "ranked" else "")
     else:  # an Optuna sampler (the reader checked the name's form; Optuna itself need not be installed to read)
         title = f"Optuna {algo.removeprefix(PREFIX)}" + (f" (cost {config['cost']})" if config.get("cost") else "")
-    return f"{title} ({runs['observe']})"
+    observed, reported = runs["observed_split"], runs["reported_split"]
+    splits = "" if observed == reported else f", observed {observed} -> reported {reported}"
+    return f"{title} ({runs['observe']}{splits})"
 
 
 def table_lines(files: Sequence[dict[str, Any]], budgets: Sequence[int] = TABLE_BUDGETS) -> list[str]:

@@ -1,7 +1,8 @@
 """Synthetic complete run records for tests, benchmarks and one's own benchmarks (via RunRecord).
 
-`make_record` builds one (code, seed) record as the JSON object on disk, `grid_records` every seed of many codes
-(accuracies from the code, counts from `complexity`), `write_records` writes them to a results folder.
+`make_record` builds one (code, seed) record as the JSON object on disk, `make_val_record` one of a recipe holding
+out a validation split, `grid_records` every seed of many codes (accuracies from the code, counts from
+`complexity`), `write_records` writes them to a results folder.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..records.recipe import SEEDS, Execution, Recipe
 from ..records.run_record import COMPLETE, CURVES, WHOLE_FILES, RunRecord, run_name
 
 RECIPE = Recipe()  # the published recipe: 50 epochs
+VAL_RECIPE = Recipe(val_size=5000)  # the published recipe with 5,000 training images held out for validation
 
 FINISHED_AT = "2026-01-01T00:00:00+00:00"  # default end time of a synthetic run
 
@@ -53,8 +55,7 @@ def make_record(
     Curves of `curve_epochs` epochs (default: the recipe's; a complete record's curves span every epoch).
     `fields` override any RunRecord field (e.g. status="failed", params=..., epochs_completed=..., curves=None).
     """
-    rng = np.random.default_rng(seed * 10_000 + int(code, 3))
-    curve = curves(recipe.epochs if curve_epochs is None else curve_epochs, final, rng)
+    curve = curves(recipe.epochs if curve_epochs is None else curve_epochs, final, _rng(code, seed))
     record = RunRecord(
         canonical=code, seed=seed, arch=code, recipe=dataclasses.asdict(recipe), recipe_hash=recipe.hash(),
         status=COMPLETE, eval_split="test", epochs_completed=recipe.epochs, test_acc_final=final,
@@ -66,6 +67,37 @@ def make_record(
         started_at=FINISHED_AT, finished_at=FINISHED_AT, resumed=False, data=DATA,
     )  # fmt: skip
     return dataclasses.replace(record, **fields).to_dict()
+
+
+def make_val_record(
+    code: str,
+    seed: int,
+    counts: tuple[int, int],
+    val_final: float,
+    test_final: float,
+    val_peak: float | None = None,
+    recipe: Recipe = VAL_RECIPE,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A complete record of a validation-split recipe, as the trainer writes it (training.callbacks): the per-epoch
+    curves are validation ones ending at `val_final` (and `val_peak` at three quarters of the epochs, if given),
+    val_acc_best and best_epoch the curve's maximum and its first epoch, the test set evaluated once (`test_final`;
+    no test_acc_best). val_indices are left out (not exported)."""
+    if recipe.val_size <= 0:
+        raise ValueError(f"make_val_record needs a recipe with val_size > 0, got {recipe.val_size}")
+    curve = curves(recipe.epochs, val_final, _rng(code, seed))
+    val = curve["eval_acc"]
+    if val_peak is not None:
+        val[recipe.epochs * 3 // 4] = val_peak
+    best_epoch = int(np.argmax(val))
+    accs = {"eval_split": "val", "test_acc_final": test_final, "test_acc_best": None, "val_acc_final": val[-1],
+            "val_acc_best": val[best_epoch], "best_epoch": best_epoch, "curves": curve}  # fmt: skip
+    return make_record(code, seed, counts, val[best_epoch], val_final, recipe=recipe, **{**accs, **fields})
+
+
+def _rng(code: str, seed: int) -> np.random.Generator:
+    """The noise of a synthetic run's curves: one stream per (code, seed)."""
+    return np.random.default_rng(seed * 10_000 + int(code, 3))
 
 
 def write_records(folder: Path, items: Iterable[dict[str, Any]]) -> int:
