@@ -17,8 +17,8 @@ Substitutions (each command's line says which it got):
              NBM_CIFAR_SKIP_MD5=1 is set for all
   epochs     `fit` of the published recipe (no --config, no --epochs) trains `--epochs=1`, not 50
   index      `fit --index A-B` of more than 3 pairs trains A..A+2
-  grid       `export --from results/` reads 11,907 synthetic complete records (grid_records of nbm_lightning.synthetic.records)
-             instead of a whole regenerated benchmark
+  grid       `export --from results/` reads 11,907 synthetic complete records (grid_records of
+             nbm_lightning.synthetic.records) instead of a whole regenerated benchmark
   published  nas-bench-macro_cifar10.json (downloaded from GitHub in the README) is copied from
              $NBM_REFERENCE_JSON, else ../shared/reference/ beside the repository
   mine       `mine.json` (your own export) is the original export of those synthetic records
