@@ -40,6 +40,7 @@ from .core.atomic import atomic_write_text
 from .core.errors import UserError
 from .core.validate import InvalidValue, check_int, fail, shown
 from .records.job import GRID_SIZE, index_to_pair, resolve_job
+from .records.outcome import Outcome
 from .records.recipe import SEEDS, Execution
 from .records.run_record import NewerRecordError, RecordError, RunRecord, record_files
 from .records.runkeys import EVAL_ACC_KEY
@@ -54,7 +55,7 @@ SMOKE_CODES = ("00000000", "01210210", "12012012", "22212220")  # worst, a leadi
 SMOKE_CONFIG = "configs/smoke.yaml"  # the smoke sweep's --config
 PRESETS = ("all", "smoke")
 SWEEP_PATH_RE = re.compile(r"^[\w.-]+(/[\w.-]+){0,2}$")  # SWEEP_ID, PROJECT/SWEEP_ID or ENTITY/PROJECT/SWEEP_ID
-INTERRUPTED = 130  # exit status after Ctrl-C
+INTERRUPTED = Outcome.STOPPED.exit_status  # exit status after Ctrl-C (130)
 AGENT_MODES = ("inprocess", "subprocess")  # `agents --mode`
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"  # what each agent gets: its one GPU
 GPU_UUID_RE = re.compile(r"(GPU|MIG)-[0-9A-Fa-f]+(-[0-9A-Fa-f]+)*|MIG-GPU-[0-9A-Fa-f-]+/\d+/\d+")  # nvidia-smi -L forms
