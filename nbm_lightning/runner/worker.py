@@ -227,7 +227,7 @@ class Worker:
         else:  # a thread already (wandb.agent's): run here
             target()
         if "error" in result:
-            raise result["error"]  # type: ignore[misc]
+            raise result["error"]  # type: ignore[misc]  # a UserError (bad input): the worker's caller reports it
         return result["value"]  # type: ignore[return-value]
 
     def _freeze_once(self) -> None:
