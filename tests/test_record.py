@@ -17,7 +17,8 @@ from nbm_lightning.cli import run_main
 from nbm_lightning.core.provenance import code_version
 from nbm_lightning.export import __main__ as export_cli
 from nbm_lightning.export import extended
-from nbm_lightning.records import record_schema
+from nbm_lightning.records import record_schema, runkeys
+from nbm_lightning.records.outcome import Outcome
 from nbm_lightning.records.recipe import SEEDS, Recipe
 from nbm_lightning.records.run_record import CURVES, RULES, SCHEMA_VERSION, RecordError, RunRecord
 from nbm_lightning.synthetic.cifar10 import write_cifar10
@@ -118,6 +119,12 @@ def test_every_stored_field_is_checked_on_reading_in_the_record_s_order(real_rec
     _, data = real_record
     with pytest.raises(RecordError, match="field 'recipe_hash' missing"):
         RunRecord.from_dict({k: v for k, v in data.items() if k != "recipe_hash"}, "short.json")
+
+
+def test_a_record_holds_its_status_as_text_for_w_and_b(real_record):
+    record = dataclasses.replace(RunRecord.read(real_record[0]), status=Outcome.PREEMPTED)  # as the trainer builds it
+    sent = runkeys.summary(record)["status"]
+    assert type(record.status) is str and type(sent) is str and sent == "preempted"  # W&B writes an enum by name
 
 
 def test_complete_for_a_recipe_is_every_rule_of_the_export(real_record):

@@ -47,7 +47,7 @@ from ..arch.codes import is_canonical
 from ..core.atomic import write_json
 from ..core.jsonread import JSONReadError, loads, read_bytes
 from ..core.validate import shown
-from .outcome import RECORD_STATUSES
+from .outcome import RECORD_STATUSES, Outcome
 from .recipe import SEED_MAX, Recipe
 from .record_schema import MAX_COUNT, TYPES, checked_fields, upgrade_v1
 from .runkeys import record_fields
@@ -55,7 +55,7 @@ from .runkeys import record_fields
 SCHEMA = "nbm_lightning.run_record"  # the `schema` field of every record
 SCHEMA_VERSION = 4  # what this code writes
 READABLE = (1, 2, 3, 4)  # what this code reads
-COMPLETE, FAILED, PREEMPTED = RECORD_STATUSES  # the values of `status`: Outcome members (records.outcome)
+COMPLETE, FAILED, PREEMPTED = (s.value for s in RECORD_STATUSES)  # the values of `status` (records.outcome), as text
 CURVES = ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_time_s")  # per-epoch series
 METRIC_FIELDS = {"best": "test_acc_best", "final": "test_acc_final"}  # an export's --metric -> the record field
 RULES = ("identity", "status", "recipe", "truncated", "accuracy", "data", "complexity", "values")  # in order
@@ -130,7 +130,10 @@ class RunRecord:
     from_summary: bool = field(default=False, compare=False, repr=False)  # rebuilt from a W&B config and summary
 
     def __post_init__(self) -> None:
-        """Derive the fields that state the W&B config keys (version 3) where they are None."""
+        """Derive the fields that state the W&B config keys (version 3) where they are None; hold `status` as text
+        (an Outcome member as its value: W&B would write an enum by its name)."""
+        if isinstance(self.status, Outcome):
+            object.__setattr__(self, "status", self.status.value)
         missing = [name for name in _DERIVED if getattr(self, name) is None]
         for name, value in _derive(self.arch, self.recipe, self.recipe_hash).items() if missing else ():
             if name in missing:
