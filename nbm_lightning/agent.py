@@ -21,7 +21,8 @@ from .cli import ArgParser, int_arg, run_main
 from .core.errors import UserError
 from .fit import build_parser as fit_parser
 from .fit import resolve
-from .runner.worker import FAILED, INTERRUPTED_EXIT, PREEMPTED, PREEMPTED_EXIT, STOPPED, StopSignal, Worker
+from .records.outcome import Outcome
+from .runner.worker import StopSignal, Worker
 
 PROG = "python -m nbm_lightning.agent"
 PARAM_PATH_ENV = "WANDB_SWEEP_PARAM_PATH"  # set by wandb's agent: the run's parameters (W&B config YAML)
@@ -51,11 +52,11 @@ def run_function(worker: Worker) -> Callable[[], None]:
             job = resolve(fit_parser().parse_args(argv))
         except (TypeError, ValueError, SystemExit) as err:
             raise SweepRunFailed(f"bad sweep parameters {argv}: {err}") from None
-        outcome = worker.run(job)
-        if outcome.status in (STOPPED, PREEMPTED):  # the run has ended (and W&B knows it preempted): no more runs
+        result = worker.run(job)
+        if result.outcome in (Outcome.STOPPED, Outcome.PREEMPTED):  # ended (W&B knows it preempted): no more runs
             _end_agent(worker)
-        elif outcome.status == FAILED:
-            raise SweepRunFailed(f"{job.name}: {outcome.error or 'failed (see its record)'}") from None
+        elif result.outcome == Outcome.FAILED:
+            raise SweepRunFailed(f"{job.name}: {result.error or 'failed (see its record)'}") from None
 
     return run
 
@@ -91,7 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopSignal()
     with stop.handling():
         wandb.agent(sweep_id, function=run_function(Worker(stop)), entity=entity, project=project, count=args.count)
-    return PREEMPTED_EXIT if stop.preempt.is_set() else INTERRUPTED_EXIT if stop.soon.is_set() else 0
+    if stop.preempt.is_set():
+        return Outcome.PREEMPTED.exit_status
+    return Outcome.STOPPED.exit_status if stop.soon.is_set() else 0
 
 
 if __name__ == "__main__":

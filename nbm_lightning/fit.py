@@ -12,16 +12,12 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from .arch.codes import canonical
 from .cli import ArgParser, arch_code, bool_arg, int_arg, run_main
 from .records.job import GRID_SIZE, Job, index_to_pair, parse_indices, resolve_job
 from .records.recipe import SEED_MAX, Execution, Recipe, field_names, valid_range
 from .runner import requeue
-
-if TYPE_CHECKING:
-    from .runner.worker import Worker
 
 PROG = "python -m nbm_lightning.fit"
 
@@ -114,20 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopSignal()
     with stop.handling():
         worker = Worker(stop)
-        if len(jobs) == 1:
-            return _single(worker, jobs[0])
+        if len(jobs) == 1:  # exit status: records.outcome.EXIT_STATUS (0 done, 1 failed, 130 Ctrl-C, 143 preempted)
+            return worker.run(jobs[0]).outcome.exit_status
         return worker.run_all(jobs)
-
-
-def _single(worker: Worker, job: Job) -> int:
-    """One run's exit status: 0 complete, skipped or trained by another process; 1 failed; 130 stopped (Ctrl-C);
-    143 preempted (SIGTERM/SIGUSR1)."""
-    from .runner.worker import BUSY, COMPLETE, INTERRUPTED_EXIT, PREEMPTED, PREEMPTED_EXIT, SKIPPED, STOPPED
-
-    status = worker.run(job).status
-    if status in (COMPLETE, SKIPPED, BUSY):
-        return 0
-    return {STOPPED: INTERRUPTED_EXIT, PREEMPTED: PREEMPTED_EXIT}.get(status, 1)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ CKPT_DIR=${CKPT_DIR:-checkpoints}             # shared too, so a requeued task r
 DATA_DIR=${DATA_DIR:-./data}                  # holds cifar-10-batches-py/
 PYTHON=${PYTHON:-python}                      # the project's environment
 TASK=${SLURM_ARRAY_TASK_ID:?submit with sbatch --array (or set SLURM_ARRAY_TASK_ID)}
-PREEMPTED=143                                 # fit's exit status when preempted (nbm_lightning.runner.worker)
+PREEMPTED=143                                 # fit's exit status when preempted (nbm_lightning.records.outcome)
 
 first=$((TASK * PER_TASK))
 last=$((first + PER_TASK - 1))

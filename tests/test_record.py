@@ -17,6 +17,8 @@ from nbm_lightning.bench import extended
 from nbm_lightning.cli import run_main
 from nbm_lightning.core.provenance import code_version
 from nbm_lightning.export import __main__ as export_cli
+from nbm_lightning.records import record_schema, runkeys
+from nbm_lightning.records.outcome import Outcome
 from nbm_lightning.records.recipe import SEEDS, Recipe
 from nbm_lightning.records.run_record import CURVES, RULES, SCHEMA_VERSION, RecordError, RunRecord
 from nbm_lightning.synthetic.cifar10 import write_cifar10
@@ -98,7 +100,8 @@ def test_a_version_1_record_is_upgraded(real_record):
     [
         ({"schema_version": 99}, "version 99"),
         ({"schema": "other"}, "is not a run record"),
-        ({"status": "done"}, "field 'status' bad"),
+        ({"status": "done"}, "field 'status' bad \\(expected one of complete, failed, preempted, got 'done'\\)"),
+        ({"schema_version": 1, "recipe": {"lr": -1.0}}, "its recipe is not valid"),
         ({"run_name": "x-s0"}, "run_name 'x-s0'"),
         ({"curves": {"a": [1], "b": [1, 2]}}, "field 'curves' bad"),
     ],
@@ -108,6 +111,20 @@ def test_bad_records_are_refused_in_one_line(real_record, change, message):
     with pytest.raises(RecordError, match=message) as err:
         RunRecord.from_dict({**data, **change}, "bad.json")
     assert "bad.json" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_stored_field_is_checked_on_reading_in_the_record_s_order(real_record):
+    stored = [f.name for f in dataclasses.fields(RunRecord) if f.compare]  # not file_name, from_summary
+    assert list(record_schema.TYPES) == stored
+    _, data = real_record
+    with pytest.raises(RecordError, match="field 'recipe_hash' missing"):
+        RunRecord.from_dict({k: v for k, v in data.items() if k != "recipe_hash"}, "short.json")
+
+
+def test_a_record_holds_its_status_as_text_for_w_and_b(real_record):
+    record = dataclasses.replace(RunRecord.read(real_record[0]), status=Outcome.PREEMPTED)  # as the trainer builds it
+    sent = runkeys.summary(record)["status"]
+    assert type(record.status) is str and type(sent) is str and sent == "preempted"  # W&B writes an enum by name
 
 
 def test_complete_for_a_recipe_is_every_rule_of_the_export(real_record):

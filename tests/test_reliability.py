@@ -414,7 +414,7 @@ FAULTS = """
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), patch():
             try:
-                status = Worker().run(j).status
+                status = Worker().run(j).outcome
             except UserError as error:
                 status, err = "user-error", io.StringIO(str(error))
         files = sorted(str(p.relative_to(name)) for p in Path(name).rglob("*") if p.is_file())

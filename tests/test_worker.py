@@ -6,9 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from helpers import wandb_offline
 
 from nbm_lightning import fit
 from nbm_lightning.records.job import Job
+from nbm_lightning.records.outcome import EXIT_STATUS, Outcome
 from nbm_lightning.records.recipe import Execution, Recipe
 from nbm_lightning.runner import worker
 from nbm_lightning.synthetic.cifar10 import write_cifar10
@@ -93,7 +96,7 @@ THREE_JOBS = """
     gc.collect()
     freed = modules[0]() is None
     outcomes += [worker.run(job) for job in jobs[1:]]
-    print(json.dumps({"status": [o.status for o in outcomes], "flags": probes, "failed_run_freed": freed}))
+    print(json.dumps({"status": [o.outcome for o in outcomes], "flags": probes, "failed_run_freed": freed}))
 """
 
 
@@ -202,7 +205,7 @@ CTRL_C_AFTER_FIRST_CHECKPOINT = """
 def test_ctrl_c_stops_after_the_checkpoint_and_a_rerun_resumes(data, tmp_path):
     argv = ["--index=0-1", f"--data-dir={data}", "--keep-checkpoint=true", *TINY, "--epochs=2"]
     stopped = _python(CTRL_C_AFTER_FIRST_CHECKPOINT, tmp_path, *argv)
-    assert stopped.returncode == worker.INTERRUPTED_EXIT, stopped.stderr[-3000:]
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
     assert "stopped after the checkpoint of epoch 1" in stopped.stderr
     assert "2 not done (stopped: rerun the same command to resume)" in stopped.stdout.strip().splitlines()[-1]
     assert not (tmp_path / "results").exists() and list((tmp_path / "checkpoints").glob("*/last.ckpt"))
@@ -320,8 +323,8 @@ def test_a_preempted_run_reports_no_training_time_or_fixed_cost(tmp_path, capsys
     write_records(tmp_path, [make_record("00000000", 0, (counts.params, counts.flops), 50.0, 40.0, curve_epochs=1,
                                          recipe=job.recipe, status="preempted", epochs_completed=1,
                                          error="preempted by SIGTERM", train_time_s=0.0)])  # fmt: skip
-    outcome = worker.Worker._outcome(None, job, worker.PREEMPTED, None, 117.58)  # type: ignore[arg-type]
-    assert outcome.train_s is None and outcome.overhead_s is None  # part of a run: not a run's times
+    result = worker.Worker._result(None, job, Outcome.PREEMPTED, None, 117.58)  # type: ignore[arg-type]
+    assert result.train_s is None and result.overhead_s is None  # part of a run: not a run's times
     assert "fixed cost" not in capsys.readouterr().out
 
 
@@ -330,12 +333,15 @@ def test_a_preempted_run_reports_no_training_time_or_fixed_cost(tmp_path, capsys
     [([], False, "worker: 12 jobs: none run; 12 not done (stopped: rerun the same command to resume)", 130),
      ([], True, "worker: 12 jobs: none run; 12 not done (preempted: rerun the same command to resume)", 143),
      (["complete", "refused", "failed"], False,
-      "worker: 3 jobs: 1 complete, 1 failed, 1 refused; failed: j1 (refused) j2", 2)],
-    ids=["stopped-before-any", "preempted-before-any", "refused-and-failed"],
+      "worker: 3 jobs: 1 complete, 1 failed, 1 refused; failed: j1 (refused) j2", 2),
+     (["preempted", "failed", "skipped"], True,
+      "worker: 3 jobs: 1 skipped, 1 failed, 1 preempted; 1 not done (preempted: rerun the same command to resume); "
+      "failed: j1", 1)],
+    ids=["stopped-before-any", "preempted-before-any", "refused-and-failed", "failed-and-preempted"],
 )  # fmt: skip
 def test_the_last_line_says_what_ran(statuses, preempted, line, code, capsys):
-    outcomes = [worker.Outcome(f"j{n}", status, 1.0, None) for n, status in enumerate(statuses)]
-    assert worker.report(outcomes, 12 if not statuses else len(statuses), preempted=preempted) == code
+    results = [worker.JobResult(f"j{n}", Outcome(status), 1.0, None) for n, status in enumerate(statuses)]
+    assert worker.report(results, 12 if not statuses else len(statuses), preempted=preempted) == code
     captured = capsys.readouterr()
     assert (captured.out + captured.err).strip() == line
 
@@ -365,7 +371,7 @@ def test_an_array_stops_at_a_refusal_that_would_refuse_every_job(tmp_path, capsy
     jobs = [Job("00000000", seed, Recipe(), Execution(results_dir=str(tmp_path))) for seed in (0, 1, 2)]
     tried = []
 
-    def refuse(job: Job) -> worker.Outcome:
+    def refuse(job: Job) -> worker.JobResult:
         tried.append(job.name)
         raise UserError("CIFAR-10 not found in /nowhere")  # names no pair: every job would fail alike
 
@@ -376,3 +382,52 @@ def test_an_array_stops_at_a_refusal_that_would_refuse_every_job(tmp_path, capsy
     assert err[0] == "00000000-s0: refused: CIFAR-10 not found in /nowhere"
     assert err[-1] == ("worker: 3 jobs: 1 refused; 2 not done (not tried after the refusal above); "
                        "failed: 00000000-s0 (refused)")  # fmt: skip
+
+
+# ---------------------------------------------------------------- one outcome vocabulary, one map to exit statuses
+
+EXITS = {"complete": 0, "skipped": 0, "busy": 0, "failed": 1, "refused": 2, "stopped": 130, "preempted": 143}
+
+
+def test_one_map_from_outcome_to_exit_status_and_the_slurm_script_agrees():
+    assert {outcome.value: status for outcome, status in EXIT_STATUS.items()} == EXITS
+    assert {outcome.value: outcome.exit_status for outcome in Outcome} == EXITS  # every outcome has one
+    script = (ROOT / "sweeps" / "slurm_array.sh").read_text()
+    (preempted,) = re.findall(r"^PREEMPTED=(\d+)", script, re.MULTILINE)  # what the script requeues on
+    assert int(preempted) == Outcome.PREEMPTED.exit_status
+
+
+@pytest.mark.parametrize("outcome", [Outcome.COMPLETE, Outcome.FAILED, Outcome.STOPPED, Outcome.PREEMPTED])
+def test_fit_reaches_the_run_on_a_thread_and_exits_with_its_outcome(outcome, data, tmp_path, monkeypatch):
+    from nbm_lightning.training import run as training
+
+    calls = []
+
+    def run(job, cache, stop, guard):  # the run function: one hop from the worker's run
+        calls.append((job.name, threading.current_thread().name, cache is not None, stop.stopping()))
+        guard()  # the worker's lock check: holds
+        return outcome
+
+    monkeypatch.setattr(training, "run", run)
+    argv = ["--arch=12012012", f"--data-dir={data}", f"--results-dir={tmp_path}/r", f"--ckpt-dir={tmp_path}/c",
+            "--wandb-mode=disabled", *TINY]  # fmt: skip
+    assert fit.main(argv) == EXITS[outcome.value]
+    assert calls == [("12012012-s0", "run-12012012-s0", True, False)]  # on a run thread: signals stay with main
+    assert not list((tmp_path / "r").glob("*.lock"))  # the worker released the pair's locks
+
+
+def test_the_agent_exits_143_when_preempted_and_130_when_stopped(monkeypatch):
+    import signal
+
+    import wandb
+
+    from nbm_lightning import agent
+
+    for signum, code in ((signal.SIGTERM, 143), (signal.SIGUSR1, 143), (signal.SIGINT, 130), (None, 0)):
+
+        def fake_agent(*args, signum=signum, **kwargs):  # a signal arrives while wandb.agent waits for runs
+            if signum is not None:
+                signal.getsignal(signum)(signum, None)  # the handler the agent installed
+
+        monkeypatch.setattr(wandb, "agent", fake_agent)
+        assert agent.main(["entity/project/sweep1"]) == code

@@ -1,4 +1,5 @@
-"""The run record: one typed, versioned JSON file per (canonical code, seed), the only owner of its schema.
+"""The run record: one typed, versioned JSON file per (canonical code, seed), the owner of its schema (with
+`record_schema.py`: each stored field's check and the upgrade of version 1, which reading runs).
 
 The trainer writes it (`nbm_lightning.training.callbacks.RunRecorder`), `fit` and `sweep make --missing` read it to
 decide what is done, the exporter reads it (and turns W&B runs into it) to build the benchmark, and the
@@ -17,8 +18,8 @@ Schema versions (`SCHEMA_VERSION`; readers accept every version in `READABLE`):
      are derived from `arch` and the recipe when the RunRecord is made (nothing else changes).
   4  A third status, `preempted`: the run was stopped by SIGTERM/SIGUSR1 after saving a checkpoint (mid-epoch
      where the signal came during training); a rerun resumes it. Exports and `sweep make --missing` count a
-     preempted run as missing, not as failed. New field `data` (what the run trained on: see `training/data.py`'s
-     `fingerprint`), None where unknown.
+     preempted run as missing, not as failed. New field `data` (what the run trained on: see
+     `training/cifar10_files.py`'s `fingerprint`), None where unknown.
 A record of a newer version than SCHEMA_VERSION is refused (`NewerRecordError`): never read as if known, never
 trained or written over.
 
@@ -37,7 +38,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,24 +47,23 @@ from ..arch.codes import is_canonical
 from ..core.atomic import write_json
 from ..core.jsonread import JSONReadError, loads, read_bytes
 from ..core.validate import shown
+from .outcome import RECORD_STATUSES, Outcome
 from .recipe import SEED_MAX, Recipe
+from .record_schema import MAX_COUNT, TYPES, checked_fields, upgrade_v1
 from .runkeys import record_fields
 
 SCHEMA = "nbm_lightning.run_record"  # the `schema` field of every record
 SCHEMA_VERSION = 4  # what this code writes
 READABLE = (1, 2, 3, 4)  # what this code reads
-COMPLETE, FAILED, PREEMPTED = "complete", "failed", "preempted"  # values of `status`
-STATUSES = (COMPLETE, FAILED, PREEMPTED)
-EVAL_SPLITS = ("test", "val")  # per-epoch evaluation on the test set (published) or a held-out validation split
+COMPLETE, FAILED, PREEMPTED = (s.value for s in RECORD_STATUSES)  # the values of `status` (records.outcome), as text
 CURVES = ("epoch", "lr", "train_loss", "train_acc", "eval_loss", "eval_acc", "epoch_time_s")  # per-epoch series
 METRIC_FIELDS = {"best": "test_acc_best", "final": "test_acc_final"}  # an export's --metric -> the record field
 RULES = ("identity", "status", "recipe", "truncated", "accuracy", "data", "complexity", "values")  # in order
 MAX_RECORD_BYTES = 64 * 2**20  # the largest record file read (a 50-epoch record is ~ 30 KB)
-WHOLE_FILES = "sha256/whole-files"  # data['kind'] of a fingerprint over whole files (data.fingerprint)
+WHOLE_FILES = "sha256/whole-files"  # data['kind'] of a fingerprint over whole files (cifar10_files.fingerprint)
 HEAD_64K = "sha256/first-64KiB"  # the kind of a fingerprint without `kind` (records before WHOLE_FILES)
 DATA_KINDS = (WHOLE_FILES, HEAD_64K)  # fingerprint kinds a record may carry
 _DEFAULT_EPOCHS = next(f.default for f in fields(Recipe) if f.name == "epochs")  # where a recipe leaves it out
-MAX_COUNT = 2**53  # the largest integer count (MACs, seconds) taken as sane: exact in a float64
 
 Complexity = Callable[[str], tuple[int, int]]  # canonical code -> (params, flops)
 
@@ -95,7 +95,7 @@ class RunRecord:
     arch: str  # the code as given to the trainer (its layout is what trained)
     recipe: Mapping[str, Any]  # the Recipe fields (nbm_lightning.records.recipe.Recipe)
     recipe_hash: str  # Recipe(**recipe).hash()
-    status: str  # COMPLETE, FAILED or PREEMPTED
+    status: str  # one of RECORD_STATUSES: Outcome.COMPLETE, FAILED or PREEMPTED
     error: str | None = None  # why it failed (one line), None when complete
     eval_split: str = "test"  # per-epoch evaluation split: "test" (published) or "val"
     epochs_completed: int | None = None  # epochs trained (None where the source does not say: W&B)
@@ -119,7 +119,9 @@ class RunRecord:
     resumed: bool | None = None  # True where the run resumed from a checkpoint
     val_indices: Sequence[int] | None = None  # training-set indices held out (validation split only)
     init_sha256: str | None = None  # sha256 of the initial weights (float32 LE bytes in parameters() order)
-    data: Mapping[str, Any] | None = None  # what it trained on: data.fingerprint() (files' sizes and hash, md5 check)
+    data: Mapping[str, Any] | None = (
+        None  # what it trained on: cifar10_files.fingerprint() (files' sizes and hash, md5 check)
+    )
     upgraded_from: Mapping[str, Any] | None = None  # an older record's version and recipe hash, where upgraded
     layers: Sequence[str] | None = None  # op name per layer of `arch` (W&B config layer_1..layer_8)
     op_counts: Mapping[str, int] | None = None  # op name -> layers of `arch` using it (W&B config n_<op>)
@@ -130,7 +132,10 @@ class RunRecord:
     from_summary: bool = field(default=False, compare=False, repr=False)  # rebuilt from a W&B config and summary
 
     def __post_init__(self) -> None:
-        """Derive the fields that state the W&B config keys (version 3) where they are None."""
+        """Derive the fields that state the W&B config keys (version 3) where they are None; hold `status` as text
+        (an Outcome member as its value: W&B would write an enum by its name)."""
+        if isinstance(self.status, Outcome):
+            object.__setattr__(self, "status", self.status.value)
         missing = [name for name in _DERIVED if getattr(self, name) is None]
         for name, value in _derive(self.arch, self.recipe, self.recipe_hash).items() if missing else ():
             if name in missing:
@@ -180,10 +185,11 @@ class RunRecord:
                 + (": written by a newer nbm_lightning (update it to use this record)" if newer else "")
             )
         try:
-            values = _checked_fields(data)
+            values = checked_fields(data)
+            values = upgrade_v1(values) if version == 1 else values
         except (TypeError, ValueError) as err:
             raise RecordError(f"malformed run record {source!r}: {err}") from None
-        record = cls(**(_upgrade_v1(values, source) if version == 1 else values))
+        record = cls(**values)
         if data.get("run_name", record.run_name) != record.run_name:
             raise RecordError(
                 f"malformed run record {source!r}: run_name {shown(data['run_name'])} is not {record.run_name}"
@@ -377,30 +383,6 @@ def _complexity(code: str) -> tuple[int, int]:
     return counts.params, counts.flops
 
 
-def _checked_fields(data: dict[str, Any]) -> dict[str, Any]:
-    """The record fields present in `data`, type-checked in field order; TypeError naming the first bad one."""
-    values = {}
-    for f in _FIELDS:
-        if f.name in data:
-            values[f.name] = _CHECKS[f.name](data[f.name])
-        elif f.name in _REQUIRED:
-            raise TypeError(f"field {f.name!r} missing")
-    return values
-
-
-def _upgrade_v1(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """v1 -> v2: `tf32` moves from the execution settings into the recipe, and the recipe hash is recomputed."""
-    execution = data.get("execution") or {}
-    try:
-        upgraded = Recipe(**{**data["recipe"], "tf32": execution.get("tf32", False)})
-    except (TypeError, ValueError) as err:
-        raise RecordError(f"malformed run record {source!r}: its recipe is not valid ({err})") from None
-    old = {"schema_version": 1, "recipe_hash": data["recipe_hash"]}
-    execution = {k: v for k, v in execution.items() if k != "tf32"} if "execution" in data else None
-    upgraded_values = {"recipe": asdict(upgraded), "recipe_hash": upgraded.hash(), "upgraded_from": old}
-    return {**data, **upgraded_values, **({"execution": execution} if execution is not None else {})}
-
-
 def _derive(arch: Any, recipe: Any, recipe_hash: Any) -> dict[str, Any]:
     """The version-3 fields from `arch` and the recipe; none where arch is not a valid code (the identity rule says)."""
     try:
@@ -409,110 +391,5 @@ def _derive(arch: Any, recipe: Any, recipe_hash: Any) -> dict[str, Any]:
         return {}
 
 
-# ---------------------------------------------------------------- field checks: value -> value, or TypeError
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a str, got {shown(value)}")
-    return value
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"expected an int, got {shown(value)}")
-    return value
-
-
-def _num(value: Any) -> float:
-    """A JSON number (NaN/inf kept, for the rules to reject; an integer past float's range refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"expected a number, got {shown(value)}")
-    if isinstance(value, int) and abs(value) > MAX_COUNT:
-        raise TypeError(f"expected a number of at most {MAX_COUNT}, got {shown(value)}")
-    return value
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise TypeError(f"expected a mapping, got {shown(value)}")
-    return value
-
-
-def _choice(choices: Sequence[str]) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise TypeError(f"expected one of {', '.join(choices)}, got {shown(value)}")
-        return value
-
-    return check
-
-
-def _curves(value: Any) -> dict[str, list[float]]:
-    """A mapping of curve name -> list of numbers, all of one length."""
-    curves = _dict(value)
-    lengths = {len(v) if isinstance(v, list) else -1 for v in curves.values()}
-    if -1 in lengths or len(lengths) > 1:
-        raise TypeError("expected lists of one length per curve")
-    return curves
-
-
-def _ints(value: Any) -> list[int]:
-    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise TypeError("expected a list of ints")
-    return value
-
-
-def _strs(value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise TypeError("expected a list of strs")
-    return value
-
-
-def _counts(value: Any) -> dict[str, int]:
-    counts = _dict(value)
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in counts.values()):
-        raise TypeError("expected a mapping of ints")
-    return counts
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {shown(value)}")
-    return value
-
-
-def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else check(value)
-
-
-def _named(name: str, check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """`check`, with the field's name in its error."""
-
-    def checked(value: Any) -> Any:
-        try:
-            return check(value)
-        except TypeError as err:
-            raise TypeError(f"field {name!r} bad ({err})") from None
-
-    return checked
-
-
-_REQUIRED = ("canonical", "seed", "arch", "recipe", "recipe_hash", "status")  # no default: a record must have them
-_TYPES: dict[str, Callable[[Any], Any]] = {
-    "canonical": _str, "seed": _int, "arch": _str, "recipe": _dict, "recipe_hash": _str, "status": _choice(STATUSES),
-    "error": _optional(_str), "eval_split": _choice(EVAL_SPLITS), "epochs_completed": _optional(_int),
-    "test_acc_final": _optional(_num), "test_acc_best": _optional(_num), "best_epoch": _optional(_int),
-    "val_acc_final": _optional(_num), "val_acc_best": _optional(_num), "params": _optional(_int),
-    "flops": _optional(_int), "ptflops_macs": _optional(_int), "curves": _optional(_curves),
-    "train_time_s": _optional(_num), "wall_time_s": _optional(_num), "execution": _optional(_dict),
-    "versions": _optional(_dict), "device": _optional(_dict), "wandb": _optional(_dict),
-    "started_at": _optional(_str), "finished_at": _optional(_str), "resumed": _optional(_bool),
-    "val_indices": _optional(_ints), "init_sha256": _optional(_str), "data": _optional(_dict),
-    "upgraded_from": _optional(_dict),
-    "layers": _optional(_strs), "op_counts": _optional(_counts), "n_nonzero": _optional(_int),
-    "recipe_name": _optional(_str),
-}  # fmt: skip
 _DERIVED = ("layers", "op_counts", "n_nonzero", "recipe_name")  # version 3 fields derived for older records
-_CHECKS = {name: _named(name, check) for name, check in _TYPES.items()}
-_FIELDS = tuple(f for f in fields(RunRecord) if f.name in _TYPES)  # the stored fields (not file_name, from_summary)
+_FIELDS = tuple(f for f in fields(RunRecord) if f.name in TYPES)  # the stored fields (not file_name, from_summary)

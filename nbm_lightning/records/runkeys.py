@@ -28,7 +28,9 @@ ARCH_KEYS: tuple[str, ...] = (*LAYER_KEYS, *COUNT_KEYS.values(), NONZERO_KEY)
 IDENTITY_KEYS = ("arch", "canonical", "seed", "run_name", "recipe_hash", "recipe_name")
 COMPLEXITY_KEYS = ("params", "flops")  # computed before wandb.init (nbm_lightning.arch.complexity)
 MEASURED_KEYS = ("ptflops_macs", "device_name")  # added at fit start, measured on the built network
-DATA_KEY = "data"  # the data fingerprint (nbm_lightning.training.data.fingerprint), as the run record's `data` field
+DATA_KEY = (
+    "data"  # the data fingerprint (nbm_lightning.training.cifar10_files.fingerprint), as the run record's `data` field
+)
 PUBLISHED_RECIPE_NAME = "published"  # recipe_name of the built-in (published) recipe
 RECIPE_NAME_FIELDS = 3  # differing recipe fields named in a custom recipe's name (the hash tells them apart)
 

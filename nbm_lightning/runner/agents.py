@@ -18,9 +18,10 @@ from typing import Any
 
 from ..core.errors import UserError
 from ..core.validate import InvalidValue, fail
+from ..records.outcome import Outcome
 
 SWEEP_PATH_RE = re.compile(r"^[\w.-]+(/[\w.-]+){0,2}$")  # SWEEP_ID, PROJECT/SWEEP_ID or ENTITY/PROJECT/SWEEP_ID
-INTERRUPTED = 130  # exit status after Ctrl-C
+INTERRUPTED = Outcome.STOPPED.exit_status  # exit status after Ctrl-C (130)
 AGENT_MODES = ("inprocess", "subprocess")  # `agents --mode`
 CUDA_ENV = "CUDA_VISIBLE_DEVICES"  # what each agent gets: its one GPU
 GPU_UUID_RE = re.compile(r"(GPU|MIG)-[0-9A-Fa-f]+(-[0-9A-Fa-f]+)*|MIG-GPU-[0-9A-Fa-f-]+/\d+/\d+")  # nvidia-smi -L forms

@@ -1,8 +1,8 @@
 """A worker: trains many jobs one after another in one process, paying the fixed cost of a process once.
 
 What stays between runs: the imported libraries, the CIFAR-10 data (decoded once, and held as uint8 tensors
-on the device: `data.DataCache`), and on CUDA the CUDA context and cuDNN's autotuning cache. Everything that
-defines a run is built and seeded afresh by `train.train`, exactly as in a new `fit` process: network,
+on the device: `datamodule.DataCache`), and on CUDA the CUDA context and cuDNN's autotuning cache. Everything that
+defines a run is built and seeded afresh by `training.run.run`, exactly as in a new `fit` process: network,
 LightningModule, optimizer, Trainer, callbacks, logger and every generator. Around each run the worker resets
 what a run may leave in the process: W&B's environment variables, the TF32 and cuDNN flags (set by each run's
 Trainer), the compiler's caches (`torch._dynamo.reset()` before a compiled run), and the memory of a failed run.
@@ -35,17 +35,21 @@ from pathlib import Path
 
 from ..core.errors import PairRefused, UserError
 from ..records.job import Job, done_record
+from ..records.outcome import Outcome, worker_exit
 from ..records.run_record import RecordError, RunRecord
 from . import preflight
 from .pair_lock import Holder, PairLock
 
-SKIPPED, BUSY, COMPLETE, FAILED = "skipped", "busy", "complete", "failed"  # outcomes of a job
-REFUSED = "refused"  # outcome of a job of an array refused as bad input (a UserError): reported as failed
-REFUSED_EXIT = 2  # exit status of an array with a refused job (its input needs a person; a rerun fails alike)
-STOPPED, PREEMPTED = "stopped", "preempted"  # outcomes of a job ended on request
-INTERRUPTED_EXIT = 130  # exit status of a worker stopped by Ctrl-C
-PREEMPTED_EXIT = 143  # exit status of a worker preempted (SIGTERM/SIGUSR1): schedulers and W&B requeue it
 PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # what a scheduler sends ahead of a kill
+REPORTED = (  # the outcomes a worker's last line counts, in its order
+    Outcome.COMPLETE,
+    Outcome.SKIPPED,
+    Outcome.BUSY,
+    Outcome.FAILED,
+    Outcome.REFUSED,
+    Outcome.STOPPED,
+    Outcome.PREEMPTED,
+)
 
 
 @dataclass
@@ -105,11 +109,11 @@ class StopSignal:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What became of one job."""
+class JobResult:
+    """What became of one job, and its times."""
 
     name: str  # <canonical>-s<seed>
-    status: str  # SKIPPED, BUSY, COMPLETE, FAILED, REFUSED, STOPPED or PREEMPTED
+    outcome: Outcome  # how it ended (records.outcome: its exit status too)
     wall_s: float  # seconds from taking the job to its record written and its W&B run finished
     train_s: float | None  # a complete run's training + evaluation seconds (None: no whole run in this process)
     error: str | None = None  # one line, for FAILED and REFUSED
@@ -130,7 +134,7 @@ class Worker:
         self.stop = stop or StopSignal()
         self._frozen = False  # gc.freeze() done (after the first run)
 
-    def run(self, job: Job) -> Outcome:
+    def run(self, job: Job) -> JobResult:
         """Train one job (or skip it when done); a failure is reported in one line and returned, never raised.
 
         A UserError (bad input: missing data, a bad setting) is raised: it would fail every job alike; a
@@ -138,31 +142,33 @@ class Worker:
         """
         start = time.perf_counter()
         if self._skip_done(job):
-            return Outcome(job.name, SKIPPED, time.perf_counter() - start, None)
+            return JobResult(job.name, Outcome.SKIPPED, time.perf_counter() - start, None)
         preflight.check(job)
         locks = take_locks(job)
         if isinstance(locks, tuple):
             busy, holder = locks
             print(f"{job.name}: being trained by {holder.describe()} (lock {busy.path}); skipped")
-            return Outcome(job.name, BUSY, time.perf_counter() - start, None)
+            return JobResult(job.name, Outcome.BUSY, time.perf_counter() - start, None)
         try:
             for lock in (lock for lock in locks if lock.took_over is not None):
                 print(f"{job.name}: took over the stale lock of {lock.took_over.describe()}", file=sys.stderr)
             if self._skip_done(job, holding=True):  # finished by another process while we looked
-                return Outcome(job.name, SKIPPED, time.perf_counter() - start, None)
+                return JobResult(job.name, Outcome.SKIPPED, time.perf_counter() - start, None)
 
             def guard() -> None:
                 """Raise LockLost where another process took one of our locks over (we were frozen)."""
                 for lock in locks:
                     lock.check()
 
-            status, error = self._train(job, guard)
+            from ..training import run as training  # loaded with the first run trained, not with this module
+
+            outcome, error = self.on_run_thread(job, lambda: training.run(job, self.cache, self.stop, guard))
             if any(not lock.owned() for lock in locks):  # the record at the path is the other process's
-                return Outcome(job.name, FAILED, time.perf_counter() - start, None, error or "lock lost")
+                return JobResult(job.name, Outcome.FAILED, time.perf_counter() - start, None, error or "lock lost")
         finally:
             for lock in reversed(locks):
                 lock.release()
-        return self._outcome(job, status, error, time.perf_counter() - start)
+        return self._result(job, outcome, error, time.perf_counter() - start)
 
     def _skip_done(self, job: Job, holding: bool = False) -> bool:
         """True (with a line) when the job's complete record exists; what that run left behind is removed
@@ -191,43 +197,38 @@ class Worker:
             if lock is not None:
                 lock.release()
 
-    def _train(self, job: Job, guard: Callable[[], None] | None = None) -> tuple[str, str | None]:
-        """Train on a run thread (signals stay with the main thread, which waits); (status, one-line error)."""
-        if threading.current_thread() is not threading.main_thread():
-            return self._train_here(job, guard)
+    def on_run_thread(self, job: Job, run: Callable[[], Outcome]) -> tuple[Outcome, str | None]:
+        """`run()` (the job's run) inside the per-run resets, on a thread of its own so that every signal stays with
+        the main thread, which waits: (its outcome, None), or (FAILED, a one-line error) where it raised. A UserError
+        (bad input) is raised here: the worker's caller reports it."""
         result: dict[str, object] = {}
 
         def target() -> None:
             try:
-                result["value"] = self._train_here(job, guard)
-            except BaseException as err:  # noqa: BLE001 (handed to the main thread below)
+                with run_scope(job):
+                    result["value"] = run(), None
+            except UserError as err:
                 result["error"] = err
+            except Exception as err:  # noqa: BLE001 (any failure of one run: reported, the worker goes on)
+                message = " ".join(f"{type(err).__name__}: {err}".split())
+                print(f"{job.name}: FAILED: {message}", file=sys.stderr)
+                result["value"] = Outcome.FAILED, message
+            except BaseException as err:  # noqa: BLE001 (handed to the calling thread below)
+                result["error"] = err
+            finally:
+                release_memory()
+                self._freeze_once()
 
-        thread = threading.Thread(target=target, name=f"run-{job.name}")
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.2)  # short waits: the main thread stays free to run signal handlers
+        if threading.current_thread() is threading.main_thread():
+            thread = threading.Thread(target=target, name=f"run-{job.name}")
+            thread.start()
+            while thread.is_alive():
+                thread.join(0.2)  # short waits: the main thread stays free to run signal handlers
+        else:  # a thread already (wandb.agent's): run here
+            target()
         if "error" in result:
-            raise result["error"]  # a UserError (bad input): the worker's caller reports it
+            raise result["error"]  # type: ignore[misc]  # a UserError (bad input): the worker's caller reports it
         return result["value"]  # type: ignore[return-value]
-
-    def _train_here(self, job: Job, guard: Callable[[], None] | None = None) -> tuple[str, str | None]:
-        """Run train() inside the per-run resets, on this thread; (status, one-line error). `guard`: see train()."""
-        from ..training.run import COMPLETE_EXIT, PREEMPTED_EXIT, STOPPED_EXIT, train
-
-        try:
-            with run_scope(job):
-                code = train(job, self.cache, self.stop, guard)
-        except UserError:
-            raise
-        except Exception as err:  # noqa: BLE001 (any failure of one run: reported, the worker goes on)
-            message = " ".join(f"{type(err).__name__}: {err}".split())
-            print(f"{job.name}: FAILED: {message}", file=sys.stderr)
-            return FAILED, message
-        finally:
-            release_memory()
-            self._freeze_once()
-        return {COMPLETE_EXIT: COMPLETE, STOPPED_EXIT: STOPPED, PREEMPTED_EXIT: PREEMPTED}.get(code, FAILED), None
 
     def _freeze_once(self) -> None:
         """After the first run, exempt what survives it (libraries, W&B, the data) from later collections.
@@ -240,74 +241,70 @@ class Worker:
             gc.freeze()
             self._frozen = True
 
-    def _outcome(self, job: Job, status: str, error: str | None, wall_s: float) -> Outcome:
-        """The Outcome of a trained job, its training time and error read from the record it wrote.
+    def _result(self, job: Job, outcome: Outcome, error: str | None, wall_s: float) -> JobResult:
+        """The JobResult of a trained job, its training time and error read from the record it wrote.
 
         Training time and fixed cost are those of a whole run only: complete, and not resumed (a resumed run's
         training time spans processes; a preempted or failed one's covers only part of its work)."""
         try:
-            record = RunRecord.read(job.record_path) if status != STOPPED else None
+            record = RunRecord.read(job.record_path) if outcome != Outcome.STOPPED else None
         except RecordError:
             record = None
-        whole = status == COMPLETE and record is not None and not record.resumed
+        whole = outcome == Outcome.COMPLETE and record is not None and not record.resumed
         train_s = record.train_time_s if whole else None
-        error = error or (record.error if record is not None and status == FAILED else None)
-        outcome = Outcome(job.name, status, wall_s, train_s, error)
+        error = error or (record.error if record is not None and outcome == Outcome.FAILED else None)
+        result = JobResult(job.name, outcome, wall_s, train_s, error)
         if train_s is not None:
-            cost = f"training {train_s:.2f} s, fixed cost {outcome.overhead_s:.2f} s"
-            print(f"{job.name}: {status} in {wall_s:.2f} s ({cost})")
-        return outcome
+            cost = f"training {train_s:.2f} s, fixed cost {result.overhead_s:.2f} s"
+            print(f"{job.name}: {outcome} in {wall_s:.2f} s ({cost})")
+        return result
 
     def run_all(self, jobs: Sequence[Job]) -> int:
         """Train the jobs in order until done or stopped; the last line says which jobs failed (or remain).
 
-        Exit status: 0 when all are complete or skipped; REFUSED_EXIT (2) when a job was refused as bad input
-        (another recipe's record at its path, say), else 1 when a run failed; else PREEMPTED_EXIT or
-        INTERRUPTED_EXIT when stopped. A refusal of one pair (`PairRefused`: its record or lock) is reported and the
+        Exit status (records.outcome.worker_exit): 0 when all are complete or skipped; 2 when a job was refused as
+        bad input (another recipe's record at its path, say), else 1 when a run failed; else 143 (preempted) or 130
+        when stopped. A refusal of one pair (`PairRefused`: its record or lock) is reported and the
         others go on; any other (missing data, a bad setting) would refuse every job alike: the jobs left are not
         tried.
         """
-        outcomes: list[Outcome] = []
+        results: list[JobResult] = []
         halted = False
         for job in jobs:
             if self.stop.stopping() or halted:
                 break
             start = time.perf_counter()
             try:
-                outcomes.append(self.run(job))
+                results.append(self.run(job))
             except UserError as err:
                 message = " ".join(str(err).split())
                 print(f"{job.name}: refused: {message}", file=sys.stderr)
-                outcomes.append(Outcome(job.name, REFUSED, time.perf_counter() - start, None, message))
+                results.append(JobResult(job.name, Outcome.REFUSED, time.perf_counter() - start, None, message))
                 halted = not isinstance(err, PairRefused)
-        return report(outcomes, len(jobs), preempted=self.stop.preempt.is_set(), halted=halted)
+        return report(results, len(jobs), preempted=self.stop.preempt.is_set(), halted=halted)
 
 
-def report(outcomes: Sequence[Outcome], total: int, preempted: bool = False, halted: bool = False) -> int:
+def report(results: Sequence[JobResult], total: int, preempted: bool = False, halted: bool = False) -> int:
     """Print the worker's last line and return its exit status: 2 refused, 1 failed, 143 preempted, 130 stopped,
     else 0.
 
     `preempted`: a preemption signal arrived (also between runs, when no run reports it); `halted`: the jobs left
     were not tried after a refusal that would refuse each of them.
     """
-    statuses = (COMPLETE, SKIPPED, BUSY, FAILED, REFUSED, STOPPED, PREEMPTED)
-    counts = {s: sum(o.status == s for o in outcomes) for s in statuses}
-    failed = [o.name + (" (refused)" if o.status == REFUSED else "") for o in outcomes if o.status in (FAILED, REFUSED)]
-    preempted = preempted or bool(counts[PREEMPTED])
-    line = f"worker: {total} jobs: " + (", ".join(f"{n} {s}" for s, n in counts.items() if n) or "none run")
-    left = total - len(outcomes) + counts[STOPPED] + counts[PREEMPTED]
+    counts = {o: sum(r.outcome == o for r in results) for o in REPORTED}
+    refused, failed = Outcome.REFUSED, (Outcome.FAILED, Outcome.REFUSED)
+    failed_names = [r.name + (" (refused)" if r.outcome == refused else "") for r in results if r.outcome in failed]
+    preempted = preempted or bool(counts[Outcome.PREEMPTED])
+    line = f"worker: {total} jobs: " + (", ".join(f"{n} {o}" for o, n in counts.items() if n) or "none run")
+    left = total - len(results) + counts[Outcome.STOPPED] + counts[Outcome.PREEMPTED]
     if left:
         why = "preempted" if preempted else "stopped"
         why = f"{why}: rerun the same command to resume" if not halted else "not tried after the refusal above"
         line += f"; {left} not done ({why})"
-    if failed:
-        line += f"; failed: {' '.join(failed)}"
-    print(line, file=sys.stderr if failed else sys.stdout)
-    if counts[REFUSED]:
-        return REFUSED_EXIT
-    if failed:
-        return 1
-    return PREEMPTED_EXIT if preempted else INTERRUPTED_EXIT if left else 0
+    if failed_names:
+        line += f"; failed: {' '.join(failed_names)}"
+    print(line, file=sys.stderr if failed_names else sys.stdout)
+    return worker_exit((r.outcome for r in results), preempted, left)
 
 
 def lock_path(job: Job) -> Path:

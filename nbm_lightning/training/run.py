@@ -1,8 +1,9 @@
 """Train one Job, from builders that the benchmarks and tests use too.
 
 The builders take a recipe and execution settings and make exactly what a `fit` run trains with: the
-DataModule, the network, the LightningModule and the Trainer. `train(job)` adds what makes a run a run:
-seeding, the W&B logger, the record and checkpoint callbacks, resume and the final report.
+DataModule, the network, the LightningModule and the Trainer. `run(job)` is one run, its steps in order: seed,
+data, network, module, trainer (with the W&B logger, the record and checkpoint callbacks), fit (resuming), test,
+record; it returns how the run ended (an `Outcome`). Threads, locks and signals stay around it, in the worker.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from ..core import trace
 from ..core.atomic import atomic_write_text
 from ..core.errors import UserError
 from ..records.job import Job
+from ..records.outcome import Outcome
 from ..records.recipe import Execution, Recipe
-from ..records.run_record import COMPLETE, RunRecord
+from ..records.run_record import RunRecord
 from ..records.runkeys import DATA_KEY, run_config
 from ..records.tracking import make_logger, offline_note, resolve_mode
 from . import checkpoints
@@ -44,9 +46,6 @@ from .callbacks import (
 from .cifar10_files import fingerprint
 from .datamodule import CIFAR10DataModule, DataCache
 from .module import MacroNetModule, NonFiniteLossError
-
-COMPLETE_EXIT, FAILED_EXIT, STOPPED_EXIT = 0, 1, 130  # what train() returns (and fit exits with)
-PREEMPTED_EXIT = 143  # preempted (SIGTERM/SIGUSR1): non-zero, so W&B and SLURM requeue the run (128 + SIGTERM)
 
 # Lightning notices that do not apply here: we log once per epoch, never per step.
 warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
@@ -163,43 +162,71 @@ class StopEvents(Protocol):
         """The signal that asked for preemption, by name."""
 
 
-def train(
+def run(
     job: Job, cache: DataCache | None = None, stop: StopEvents | None = None, guard: Callable[[], None] | None = None
-) -> int:
-    """Run the job to a record: COMPLETE_EXIT, FAILED_EXIT (the record says why), STOPPED_EXIT (Ctrl-C) or
-    PREEMPTED_EXIT (SIGTERM/SIGUSR1: checkpoint saved, record `preempted`).
+) -> Outcome:
+    """One run, in order: seed, data, network, module, trainer, fit, test, record. Returns how it ended: COMPLETE,
+    FAILED (the record says why), STOPPED (Ctrl-C) or PREEMPTED (SIGTERM/SIGUSR1: checkpoint saved, record
+    `preempted`).
 
     `cache` keeps the data of a worker's earlier runs; `stop` (set by the worker's main thread) ends the run
     after a checkpoint; `guard` runs before every checkpoint and record write and raises lock.LockLost (out of
-    train, nothing written) where another process took the run's lock over. Everything else is built and seeded
+    run, nothing written) where another process took the run's lock over. Everything else is built and seeded
     afresh, as in a new process.
     """
     trace.phase("setup", detail=job.name)
     seed_run(job.seed)
     device = pick_device(job.execution.accelerator)
-    dm = build_datamodule(job.recipe, job.execution, job.seed, device, cache)
-    dm.prepare_data()  # missing data fails here, before any W&B run or record exists
-    try:
-        dm.setup("fit")
-    except ValueError as err:  # e.g. a validation split as large as the data: bad input, before any work
-        raise UserError(str(err)) from None
+    dm = prepared_data(job, device, cache)  # missing data fails here, before any W&B run or record exists
     net = build_network(job.arch, dm.num_classes, job.execution)
     module = build_module(net, dm.num_classes, job.recipe, job.execution)
     meta = checkpoints.meta(job.name, job.recipe.hash(), job.execution.pipeline)
-    ckpt = _resumable_checkpoint(job, meta)
+    ckpt = resumable_checkpoint(job, meta)
     data = fingerprint(job.execution.data_dir)
-    extra = {**_extra(dm, ckpt), "init_sha256": weights_sha256(net), "data": data}
+    extra = {**run_fields(dm, ckpt), "init_sha256": weights_sha256(net), "data": data}
     recorder = RunRecorder(job.record_path, identity(job), job.recipe, job.execution, extra)
     recorder.guard = guard
     callbacks = [recorder, EpochCheckpoint(ckpt, meta, guard)] + ([RunControl(stop, ckpt, guard)] if stop else [])
     trainer = build_trainer(
-        job.recipe, job.execution, device, callbacks, logger=_logger(job, data), default_root_dir=str(job.ckpt_dir),
-        plugins=_cluster_plugins(),
+        job.recipe, job.execution, device, callbacks, logger=wandb_logger(job, data),
+        default_root_dir=str(job.ckpt_dir), plugins=cluster_plugins(),
     )  # fmt: skip
-    return _fit(job, trainer, module, dm, ckpt, recorder)
+    resume = str(ckpt) if ckpt.exists() else None
+    if resume:
+        print(f"{job.name}: resuming from {ckpt}")
+    try:
+        with checkpoints.safe_loading():  # Lightning's own load of the checkpoint: data only, as `problem`'s
+            trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True)
+        if dm.eval_split == "val" and not trainer.interrupted:
+            trainer.test(module, datamodule=dm, verbose=False)
+    except NonFiniteLossError as err:
+        return ended(job, Outcome.FAILED, f"FAILED: {err}; record: {job.record_path}")
+    except RunStopped as err:
+        return ended(job, Outcome.STOPPED, f"{err}; a rerun resumes from {ckpt}")
+    except RunPreempted as err:
+        outcome = ended(job, Outcome.PREEMPTED, f"{err}; {_preempted_note(job, recorder)}")
+        finish_wandb(
+            trainer, outcome.exit_status
+        )  # before the agent does: W&B requeues a preempting run exiting non-zero
+        return outcome
+    finally:
+        finish_wandb(trainer)
+    return recorded(job, recorder.record, ckpt)
 
 
-def _resumable_checkpoint(job: Job, meta: dict[str, Any]) -> Path:
+def prepared_data(job: Job, device: torch.device, cache: DataCache | None) -> CIFAR10DataModule:
+    """The run's DataModule, its data present and split; a bad split (e.g. a validation split as large as the data)
+    is a UserError, before any work."""
+    dm = build_datamodule(job.recipe, job.execution, job.seed, device, cache)
+    dm.prepare_data()
+    try:
+        dm.setup("fit")
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    return dm
+
+
+def resumable_checkpoint(job: Job, meta: dict[str, Any]) -> Path:
     """The run's checkpoint path; a checkpoint there that cannot be resumed (`meta`: what this run writes) is set
     aside first (one line), out of the run's folder."""
     ckpt = job.ckpt_dir / checkpoints.LAST
@@ -216,48 +243,35 @@ def _resumable_checkpoint(job: Job, meta: dict[str, Any]) -> Path:
     return ckpt
 
 
-def _cluster_plugins() -> list[Any]:
+def cluster_plugins() -> list[Any]:
     """Under SLURM, Lightning's own auto-requeue off: preemption and requeueing are ours (sweeps/slurm_array.sh)."""
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
     return [SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else []
 
 
-def _fit(
-    job: Job, trainer: pl.Trainer, module: MacroNetModule, dm: CIFAR10DataModule, ckpt: Path, recorder: RunRecorder
-) -> int:
-    """Fit (resuming where a checkpoint exists), test on a held-out split, and report."""
-    if ckpt.exists():
-        print(f"{job.name}: resuming from {ckpt}")
-    try:
-        with checkpoints.safe_loading():  # Lightning's own load of the checkpoint: data only, as `problem`'s
-            trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt.exists() else None, weights_only=True)
-        if dm.eval_split == "val" and not trainer.interrupted:
-            trainer.test(module, datamodule=dm, verbose=False)
-    except NonFiniteLossError as err:
-        print(f"{job.name}: FAILED: {err}; record: {job.record_path}", file=sys.stderr)
-        return FAILED_EXIT
-    except RunStopped as err:
-        print(f"{job.name}: {err}; a rerun resumes from {ckpt}", file=sys.stderr)
-        return STOPPED_EXIT
-    except RunPreempted as err:
-        said = f"record {job.record_path} says preempted; a rerun resumes"
-        if recorder.kept:  # a --force run over a complete record: that record stays
-            said = f"kept the record at {job.record_path}; --force trains again from the start"
-        print(f"{job.name}: {err}; {said}", file=sys.stderr)
-        _finish_wandb(trainer, PREEMPTED_EXIT)  # before the agent does: W&B requeues a preempting run exiting non-zero
-        return PREEMPTED_EXIT
-    finally:
-        _finish_wandb(trainer)
-    record = recorder.record
-    if record is None or record.status != COMPLETE:
+def ended(job: Job, outcome: Outcome, line: str) -> Outcome:
+    """A run that ended early: its one line (after the run's name) on stderr; the outcome."""
+    print(f"{job.name}: {line}", file=sys.stderr)
+    return outcome
+
+
+def _preempted_note(job: Job, recorder: RunRecorder) -> str:
+    """What a preempted run left: its `preempted` record, or (a --force run over a complete record) that record."""
+    if recorder.kept:
+        return f"kept the record at {job.record_path}; --force trains again from the start"
+    return f"record {job.record_path} says preempted; a rerun resumes"
+
+
+def recorded(job: Job, record: RunRecord | None, ckpt: Path) -> Outcome:
+    """A run that fitted to the end: COMPLETE (checkpoint removed unless kept, the result line) or FAILED."""
+    if record is None or record.status != Outcome.COMPLETE:
         why = record.error if record is not None else "interrupted before the end"
-        print(f"{job.name}: FAILED: {why}; checkpoint kept at {ckpt}", file=sys.stderr)
-        return FAILED_EXIT
+        return ended(job, Outcome.FAILED, f"FAILED: {why}; checkpoint kept at {ckpt}")
     if not job.execution.keep_checkpoint:
         shutil.rmtree(job.ckpt_dir, ignore_errors=True)
     print(f"{job.name}: {_result_line(record)}; record: {job.record_path}")
-    return COMPLETE_EXIT
+    return Outcome.COMPLETE
 
 
 def identity(job: Job) -> dict[str, Any]:
@@ -265,7 +279,7 @@ def identity(job: Job) -> dict[str, Any]:
     return {"arch": job.arch, "canonical": job.canonical, "seed": job.seed, "recipe_hash": job.recipe.hash()}
 
 
-def _logger(job: Job, data: dict[str, Any]) -> Any:
+def wandb_logger(job: Job, data: dict[str, Any]) -> Any:
     """The W&B logger (mode resolved without prompting); its run id persists beside the checkpoint; `data`: the
     run's data fingerprint, in the config as in the record."""
     e = job.execution
@@ -294,7 +308,7 @@ def _tags(job: Job) -> list[str]:
     return [recipe, f"seed-{job.seed}", f"pipeline-{job.execution.pipeline}", job.recipe.precision, kind]
 
 
-def _extra(dm: CIFAR10DataModule, ckpt: Path) -> dict[str, Any]:
+def run_fields(dm: CIFAR10DataModule, ckpt: Path) -> dict[str, Any]:
     """Record fields that depend on the data split and on resuming."""
     extra: dict[str, Any] = {"resumed": ckpt.exists()}
     if dm.val_indices is not None:
@@ -302,7 +316,7 @@ def _extra(dm: CIFAR10DataModule, ckpt: Path) -> dict[str, Any]:
     return extra
 
 
-def _finish_wandb(trainer: pl.Trainer, exit_code: int | None = None) -> None:
+def finish_wandb(trainer: pl.Trainer, exit_code: int | None = None) -> None:
     """Close the W&B run so offline files are complete (W&B is never imported by a run that did not use it); where
     its service is gone, the run's mirror says so once (tracking.WandbMirror) and nothing is closed."""
     wandb = sys.modules.get("wandb")
