@@ -22,7 +22,8 @@ import numpy as np
 from ..arch.codes import canonical, unique_codes
 from ..core.errors import require
 from ..core.validate import check_choice, check_int, check_number, fail, shown
-from ..records.run_record import EVAL_SPLITS, METRIC_FIELDS
+from ..records.record_schema import EVAL_SPLITS
+from ..records.run_record import METRIC_FIELDS
 from . import formats
 from .budget import Budget
 from .formats import BenchmarkError, BenchmarkFormatError, benchmark_path
