@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.errors import PairRefused, UserError
 from ..records.job import Job, done_record
@@ -39,6 +40,9 @@ from ..records.outcome import Outcome, worker_exit
 from ..records.run_record import RecordError, RunRecord
 from . import preflight
 from .pair_lock import Holder, PairLock
+
+if TYPE_CHECKING:  # torch loads with the first run trained, not with this module
+    from ..training.datamodule import DataCache
 
 PREEMPT_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)  # what a scheduler sends ahead of a kill
 REPORTED = (  # the outcomes a worker's last line counts, in its order
@@ -128,11 +132,19 @@ class Worker:
     """Trains jobs in this process with skip, resume, checkpoint and record semantics of a single `fit` run."""
 
     def __init__(self, stop: StopSignal | None = None):
-        from ..training.datamodule import DataCache  # torch loads with the worker, not with this module
-
-        self.cache = DataCache()
         self.stop = stop or StopSignal()
+        self._cache: DataCache | None = None  # made with the first run trained
         self._frozen = False  # gc.freeze() done (after the first run)
+
+    @property
+    def cache(self) -> DataCache:
+        """The data kept between this worker's runs; torch loads with the first run, so a job found done (a
+        resubmitted array task) answers without it."""
+        if self._cache is None:
+            from ..training.datamodule import DataCache
+
+            self._cache = DataCache()
+        return self._cache
 
     def run(self, job: Job) -> JobResult:
         """Train one job (or skip it when done); a failure is reported in one line and returned, never raised.
