@@ -53,7 +53,8 @@ def parser() -> ArgParser:
     s.add_argument("--codes", type=code_list, default=None, help="comma-separated codes (canonicalized; default: "
                    "all 3969 canonical codes)")  # fmt: skip
     s.add_argument("--sample", type=int_arg("--sample", 1, 3969), default=None, help="a random sample of N codes of "
-                   "the selection, drawn by --sample-seed (a rerun with the same values resumes the same set)")  # fmt: skip
+                   "the selection, drawn by --sample-seed (a rerun with the same values resumes the same "
+                   "set)")  # fmt: skip
     s.add_argument("--sample-seed", type=int_arg("--sample-seed", 0), default=0, help="seed of --sample (default 0)")
     s.add_argument("--seeds", type=seed_list, default=(0, 1, 2), help="seeds of the initialisation and the batch "
                    "(default: 0,1,2)")  # fmt: skip

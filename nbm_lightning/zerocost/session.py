@@ -19,7 +19,7 @@ from ..core.provenance import device_info
 from ..core.session import check_resumable, run_saving
 from ..hwcost.measure import cpu_name, now
 from . import scores
-from .proxyfile import COUNTS, DATA_BASED, ProxyFile, Score, Settings, dumps, finite_or_none, load
+from .proxyfile import COUNTS, ProxyFile, Score, Settings, dumps, finite_or_none, load
 
 INPUT_SHAPE = (INPUT_CHANNELS, INPUT_SIZE, INPUT_SIZE)  # one CIFAR-10 image
 Batch = tuple[torch.Tensor, torch.Tensor]  # images [B, 3, 32, 32] normalised, labels [B]
@@ -56,6 +56,17 @@ def _timed(fn: Callable[[], float]) -> tuple[float | None, float]:
     return finite_or_none(value), time.perf_counter() - start
 
 
+def seeded_call(proxy: str, net: MacroNet, batch_size: int, seed: int, batches: Mapping[int, Batch]):
+    """The call that computes a seeded proxy on `net` (initialised with `seed`) and the seed's batch or input."""
+    if proxy == "synflow":
+        return lambda: scores.synflow(net, INPUT_SHAPE)
+    if proxy == "zen":
+        x, eps = gaussian_inputs(batch_size, seed)
+        return lambda: scores.zen_score(net, features, x, eps)
+    fn = getattr(scores, proxy)
+    return lambda: fn(net, *batches[seed])
+
+
 def score_code(code: str, settings: Settings, batches: Mapping[int, Batch]) -> dict[str, Score]:
     """Every proxy of `settings` for the network of `code`: seeded ones on the network initialised with each seed."""
     values: dict[str, list[tuple[float | None, float]]] = {p: [] for p in settings.proxies}
@@ -65,16 +76,9 @@ def score_code(code: str, settings: Settings, batches: Mapping[int, Batch]) -> d
     for seed in settings.seeds:
         torch.manual_seed(seed)
         net = MacroNet(code, settings.num_classes)
-        calls = {"synflow": lambda: scores.synflow(net, INPUT_SHAPE)}
-        if "zen" in values:
-            x, eps = gaussian_inputs(settings.batch_size, seed)
-            calls["zen"] = lambda: scores.zen_score(net, features, x, eps)
-        for proxy in DATA_BASED:
-            if proxy in values:
-                calls[proxy] = lambda f=getattr(scores, proxy): f(net, *batches[seed])
-        for proxy, call in calls.items():
-            if proxy in values:
-                values[proxy].append(_timed(call))
+        for proxy in settings.proxies:
+            if proxy not in COUNTS:
+                values[proxy].append(_timed(seeded_call(proxy, net, settings.batch_size, seed, batches)))
     return {p: Score(tuple(v for v, _ in pairs), tuple(s for _, s in pairs)) for p, pairs in values.items()}
 
 
