@@ -25,7 +25,6 @@ do not name, a count of values other than the seeds', and times that are not fin
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -36,6 +35,7 @@ from typing import Any
 from ..arch.codes import unique_codes
 from ..core.errors import UserError
 from ..core.jsonread import JSONReadError, read_json
+from ..core.keyedfile import check_envelope, check_provenance, dumps_keyed
 from ..core.validate import check_choice, check_int, shown
 
 FORMAT = "nbm_lightning.proxies"  # the "format" field
@@ -202,12 +202,7 @@ def _check_header(data: dict[str, Any], settings: Settings) -> None:
     device = data["device"]
     if not isinstance(device, dict) or not isinstance(device.get("type"), str):
         raise ValueError(f"device {shown(device)}: expected an object with a 'type'")
-    versions = data["versions"]
-    if not isinstance(versions, dict) or not all(isinstance(v, str | bool | None) for v in versions.values()):
-        raise ValueError(f"versions {shown(versions)}: expected an object of strings")
-    runs = data["runs"]
-    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
-        raise ValueError(f"runs {shown(runs)}: expected a non-empty list of objects")
+    check_provenance(data)
 
 
 def entry_from_json(value: Any, settings: Settings) -> dict[str, Score]:
@@ -226,12 +221,10 @@ def entry_from_json(value: Any, settings: Settings) -> dict[str, Score]:
 
 def from_json(data: Any, source: str = "<memory>") -> ProxyFile:
     """A ProxyFile from a parsed document; ProxyFileError naming `source` and the first problem."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ProxyFileError(f"{source!r} is not a proxies file: no 'format': {FORMAT!r}")
-    if isinstance(data.get("version"), bool) or data.get("version") != VERSION:
-        raise ProxyFileError(f"{source!r}: version {shown(data.get('version'))} (this reader knows {VERSION})")
-    if sorted(data) != sorted(TOP_KEYS):
-        raise ProxyFileError(f"{source!r}: keys {shown(sorted(data))}, expected {list(TOP_KEYS)}")
+    try:
+        check_envelope(data, source, FORMAT, VERSION, TOP_KEYS, "proxies file")
+    except ValueError as err:
+        raise ProxyFileError(str(err)) from None
     try:
         settings = Settings.from_json(data["settings"])
         _check_header(data, settings)
@@ -264,9 +257,4 @@ def load(path: str | os.PathLike[str]) -> ProxyFile:
 
 def dumps(proxy_file: ProxyFile) -> str:
     """The file's text (one network per line: readable, diffable, and quick to write)."""
-    doc = proxy_file.to_json()
-    scores = doc.pop("scores")
-    head = json.dumps(doc, indent=1)[:-2]  # without the closing "\n}"
-    lines = [f"  {json.dumps(code)}: {json.dumps(entry)}" for code, entry in scores.items()]
-    body = "{\n" + ",\n".join(lines) + "\n }" if lines else "{}"
-    return f'{head},\n "scores": {body}\n}}\n'
+    return dumps_keyed(proxy_file.to_json(), "scores")
