@@ -8,9 +8,12 @@ they share and writes their text. It imports nothing of ours outside core/.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from .validate import shown
+
+T = TypeVar("T")
 
 
 def check_envelope(data: Any, source: str, fmt: str, version: int, keys: tuple[str, ...], what: str) -> None:
@@ -41,3 +44,19 @@ def dumps_keyed(doc: dict[str, Any], key: str) -> str:
     lines = [f"  {json.dumps(code)}: {json.dumps(entry)}" for code, entry in entries.items()]
     body = "{\n" + ",\n".join(lines) + "\n }" if lines else "{}"
     return f"{head},\n {json.dumps(key)}: {body}\n}}\n"
+
+
+def read_entries(entries: Any, key: str, source: str, codes: set[str], parse: Callable[[Any], T]) -> dict[str, T]:
+    """code -> parse(entry) for each entry of the object `entries`, sorted by code; ValueError (one line naming
+    `source`, the code and the problem) where it is not an object, a code is not in `codes` or parse fails."""
+    if not isinstance(entries, dict):
+        raise ValueError(f"{source!r}: {key} {shown(entries)}: expected an object keyed by code")
+    out = {}
+    for code, value in sorted(entries.items()):
+        if code not in codes:
+            raise ValueError(f"{source!r}: {key} of {shown(code)}: expected a canonical architecture code")
+        try:
+            out[code] = parse(value)
+        except ValueError as err:
+            raise ValueError(f"{source!r}: {key} of {code}: {' '.join(str(err).split())}") from None
+    return out

@@ -39,7 +39,7 @@ from typing import Any
 from ..arch.codes import unique_codes
 from ..core.errors import UserError
 from ..core.jsonread import JSONReadError, read_json
-from ..core.keyedfile import check_envelope, check_provenance, dumps_keyed
+from ..core.keyedfile import check_envelope, check_provenance, dumps_keyed, read_entries
 from ..core.validate import check_bool, check_choice, check_int, check_str, shown
 
 FORMAT = "nbm_lightning.cost"  # the "format" field
@@ -276,16 +276,11 @@ def from_json(data: Any, source: str = "<memory>") -> CostFile:
         _check_header(data)
     except ValueError as err:
         raise CostFileError(f"{source!r}: {err}") from None
-    if not isinstance(data["costs"], dict):
-        raise CostFileError(f"{source!r}: costs {shown(data['costs'])}: expected an object keyed by code")
-    canonical, costs = set(unique_codes()), {}
-    for code, value in sorted(data["costs"].items()):
-        if code not in canonical:
-            raise CostFileError(f"{source!r}: cost of {shown(code)}: expected a canonical architecture code")
-        try:
-            costs[code] = entry_from_json(value, settings)
-        except ValueError as err:
-            raise CostFileError(f"{source!r}: cost of {code}: {' '.join(str(err).split())}") from None
+    try:
+        costs = read_entries(data["costs"], "cost", source, set(unique_codes()),
+                             lambda value: entry_from_json(value, settings))  # fmt: skip
+    except ValueError as err:
+        raise CostFileError(str(err)) from None
     return CostFile(
         settings, MappingProxyType(dict(data["device"])), MappingProxyType(dict(data["versions"])),
         tuple(MappingProxyType(dict(r)) for r in data["runs"]), MappingProxyType(costs), source,

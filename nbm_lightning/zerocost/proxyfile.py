@@ -35,7 +35,7 @@ from typing import Any
 from ..arch.codes import unique_codes
 from ..core.errors import UserError
 from ..core.jsonread import JSONReadError, read_json
-from ..core.keyedfile import check_envelope, check_provenance, dumps_keyed
+from ..core.keyedfile import check_envelope, check_provenance, dumps_keyed, read_entries
 from ..core.validate import check_choice, check_int, shown
 
 FORMAT = "nbm_lightning.proxies"  # the "format" field
@@ -230,16 +230,11 @@ def from_json(data: Any, source: str = "<memory>") -> ProxyFile:
         _check_header(data, settings)
     except ValueError as err:
         raise ProxyFileError(f"{source!r}: {err}") from None
-    if not isinstance(data["scores"], dict):
-        raise ProxyFileError(f"{source!r}: scores {shown(data['scores'])}: expected an object keyed by code")
-    canonical, scores = set(unique_codes()), {}
-    for code, value in sorted(data["scores"].items()):
-        if code not in canonical:
-            raise ProxyFileError(f"{source!r}: scores of {shown(code)}: expected a canonical architecture code")
-        try:
-            scores[code] = MappingProxyType(entry_from_json(value, settings))
-        except ValueError as err:
-            raise ProxyFileError(f"{source!r}: scores of {code}: {' '.join(str(err).split())}") from None
+    try:
+        scores = read_entries(data["scores"], "scores", source, set(unique_codes()),
+                              lambda value: MappingProxyType(entry_from_json(value, settings)))  # fmt: skip
+    except ValueError as err:
+        raise ProxyFileError(str(err)) from None
     return ProxyFile(
         settings, MappingProxyType(dict(data["device"])), MappingProxyType(dict(data["versions"])),
         tuple(MappingProxyType(dict(r)) for r in data["runs"]), MappingProxyType(scores), source,
