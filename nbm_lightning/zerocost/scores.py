@@ -101,11 +101,10 @@ def naswot(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> fl
 def _without_batchnorm(net: nn.Module) -> nn.Module:
     """A copy of `net` with every BatchNorm replaced by the identity."""
     net = copy.deepcopy(net)
-    for name, module in list(net.named_modules()):
+    for module in list(net.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.modules.batchnorm._BatchNorm):
                 setattr(module, child_name, nn.Identity())
-        del name
     return net
 
 
