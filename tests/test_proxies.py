@@ -2,13 +2,17 @@
 data-based ones on a batch of synthetic CIFAR-10 through the DataModule, the file resumed after an interrupt without
 scoring a code twice, bad input and tampered files refused in one line, the report against the published file.
 
-Tiny networks, one or two cheap MacroNets (all-identity), batches of 8: about 15 s on 2 cores.
+Tiny networks, cheap MacroNets (mostly identity ops), batches of 8: 11-28 s on 2 shared cores (one subprocess).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,7 @@ from nbm_lightning.zerocost import proxyfile, scores, session
 from nbm_lightning.zerocost.proxyfile import ProxyFile, ProxyFileError, Score, Settings, load
 from nbm_lightning.zerocost.report import correlations, report_lines
 
+ROOT = Path(__file__).resolve().parents[1]
 IDENTITY = "00000000"  # the cheapest network (all identity ops)
 CHEAP = ("00000000", "00000100", "00100000", "10000000", "00000200")  # canonical codes of cheap networks
 
@@ -169,6 +174,31 @@ def test_an_interrupt_saves_and_a_rerun_scores_no_code_twice(tmp_path, monkeypat
     assert done.scores[CHEAP[0]]["synflow"] == first.scores[CHEAP[0]]["synflow"]  # kept, not scored again
     with pytest.raises(Exception, match="cannot resume .*seeds"):
         session.run(CHEAP, Settings(("synflow", "params", "flops"), 4, (0, 1), 1), out, ["x"], log=lambda _: None)
+
+
+def test_resume_after_a_kill_scores_no_code_twice(tmp_path, capsys):
+    out, env = tmp_path / "p.json", {**os.environ, "PYTHONPATH": str(ROOT)}
+    argv = ["--proxies", "synflow,params", "--codes", ",".join(CHEAP), "--seeds", "0", "--threads", "1",
+            "--save-every-s", "0", "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "nbm_lightning.proxies", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("proxies: [1/"):
+            proc.send_signal(signal.SIGKILL)  # no handler runs: only what was saved survives
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, lines
+    first = load(out)
+    assert 1 <= len(first.scores) < len(CHEAP)
+    assert run_main(proxies_cli.main, argv) == 0  # the same command again, in this process
+    again = capsys.readouterr().out.splitlines()
+    scored_again = [line.split()[2] for line in again if line.startswith("proxies: [")]
+    assert sorted(scored_again) == sorted(set(CHEAP) - set(first.scores)) and "already in" in again[0]
+    final = load(out)
+    assert sorted(final.scores) == sorted(CHEAP) and len(final.runs) == 2
+    assert all(final.scores[code] == entry for code, entry in first.scores.items())  # kept as scored first
 
 
 @pytest.mark.parametrize(
