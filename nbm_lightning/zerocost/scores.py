@@ -142,7 +142,8 @@ def zen_score(
     """Zen-score (Lin, Wang, Sun, Chen, Sun, Qian, Li, Jin, ICCV 2021, "Zen-NAS: a zero-shot NAS for
     high-performance image recognition"): weights N(0, 1) (`gaussian_init`), x and eps ~ N(0, 1), f the pre-pooling
     feature map (`features`); log E ||f(x) - f(x + alpha eps)||_F + sum over BatchNorm layers of log sqrt(mean over
-    channels of the batch variance of its input in the f(x) pass), alpha = 0.01. Data-free (Gaussian input)."""
+    channels of the batch variance of its input in the f(x) pass), alpha = 0.01. Data-free (Gaussian input). The
+    authors' code sums |differences| (L1) and reads BatchNorm's running variance instead: the paper's norm here."""
     net = gaussian_init(copy.deepcopy(net)).train()
     variances: list[torch.Tensor] = []
 
