@@ -25,6 +25,7 @@ from nbm_lightning.arch.complexity import complexity
 from nbm_lightning.bench import Benchmark
 from nbm_lightning.bench.rankstats import kendall_tau, spearman_rho
 from nbm_lightning.cli import run_main
+from nbm_lightning.core.errors import UserError
 from nbm_lightning.zerocost import proxyfile, scores, session
 from nbm_lightning.zerocost.proxyfile import ProxyFile, ProxyFileError, Score, Settings, load
 from nbm_lightning.zerocost.report import correlations, report_lines
@@ -281,3 +282,9 @@ def test_report_flops_against_the_published_file(published_path):
     assert top[1].spearman.value == pytest.approx(spearman_rho(bench.flops[best], bench.mean_acc[best]))
     lines = report_lines(file, bench, resamples=10)
     assert any(line.startswith("| flops | 3969 |") for line in lines) and any("seed noise" in ln for ln in lines)
+    two = ProxyFile(file.settings, {"type": "cpu"}, {}, ({},), dict(list(entries.items())[:2]), "two")
+    with pytest.raises(UserError, match="two: 2 networks: a rank correlation needs at least 3"):
+        correlations(two, bench)
+    partial = Benchmark.from_records([bench.record(i) for i in range(10)], "ten")
+    with pytest.raises(UserError, match="3959 of its 3969 networks are not in the benchmark ten, e.g. "):
+        correlations(file, partial)

@@ -75,11 +75,11 @@ def correlations(proxy_file: ProxyFile, bench: Benchmark, resamples: int = 1000,
     file's networks (the top 10 %: those of highest mean accuracy among them)."""
     codes = sorted(proxy_file.scores)
     missing = [c for c in codes if c not in bench]
-    if missing or len(codes) < 3:
-        raise UserError(
-            f"{proxy_file.source}: {len(missing)} of its {len(codes)} networks are not in the benchmark "
-            f"{bench.source} (e.g. {missing[:3]}), or fewer than 3 networks: nothing to correlate"
-        )
+    if missing:
+        raise UserError(f"{proxy_file.source}: {len(missing)} of its {len(codes)} networks are not in the benchmark "
+                        f"{bench.source}, e.g. {', '.join(missing[:3])}: pass their benchmark")  # fmt: skip
+    if len(codes) < 3:
+        raise UserError(f"{proxy_file.source}: {len(codes)} networks: a rank correlation needs at least 3")
     acc = np.asarray(bench.test_acc)[[bench.row(c) for c in codes]]
     order = np.argsort(-acc.mean(axis=1), kind="stable")
     top = np.sort(order[: max(3, math.ceil(TOP_FRACTION * len(codes)))])
