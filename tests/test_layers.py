@@ -120,10 +120,12 @@ LAYERS = {  # role package -> the packages of ours its library modules may impor
     "bench": {"core", "arch", "records", "hwcost"},  # the reader owns the file formats (bench.published, .extended)
     "export": {"core", "arch", "records", "bench"},  # writes through bench's formats
     "search": {"core", "arch", "records", "bench", "hwcost"},
+    "zerocost": {"core", "arch", "records", "training", "hwcost", "bench"},  # proxies of networks, vs the benchmark
 }
 TORCH = ("torch", "torchvision", "pytorch_lightning", "torchmetrics", "ptflops")
 NO_TORCH = ("core", "arch.codes", "arch.picture", "records", "bench", "search", "export",
-            "hwcost.costfile", "hwcost.query", "hwcost.report")  # the tabular side  # fmt: skip
+            "hwcost.costfile", "hwcost.query", "hwcost.report", "zerocost.proxyfile", "zerocost.report",
+            "core.session")  # the tabular side  # fmt: skip
 
 
 def package_of(module: str, root: Path) -> str:

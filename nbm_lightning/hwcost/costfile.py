@@ -30,7 +30,6 @@ not positive with q1 <= median <= q3, batch sizes other than the settings', memo
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import Any
 from ..arch.codes import unique_codes
 from ..core.errors import UserError
 from ..core.jsonread import JSONReadError, read_json
+from ..core.keyedfile import check_envelope, check_provenance, dumps_keyed, read_entries
 from ..core.validate import check_bool, check_choice, check_int, check_str, shown
 
 FORMAT = "nbm_lightning.cost"  # the "format" field
@@ -262,37 +262,25 @@ def _check_header(data: dict[str, Any]) -> None:
     check_str("device name", device["name"], allow_empty=False)
     if device["type"] != data["settings"]["device"]:
         raise ValueError(f"device type {shown(device['type'])} differs from the settings' {data['settings']['device']}")
-    versions = data["versions"]
-    if not isinstance(versions, dict) or not all(isinstance(v, (str, bool, type(None))) for v in versions.values()):
-        raise ValueError(f"versions {shown(versions)}: expected an object of strings")
-    runs = data["runs"]
-    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) for r in runs):
-        raise ValueError(f"runs {shown(runs)}: expected a non-empty list of objects")
+    check_provenance(data)
 
 
 def from_json(data: Any, source: str = "<memory>") -> CostFile:
     """A CostFile from a parsed document; CostFileError naming `source` and the first problem."""
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise CostFileError(f"{source!r} is not a cost file: no 'format': {FORMAT!r}")
-    if isinstance(data.get("version"), bool) or data.get("version") != VERSION:
-        raise CostFileError(f"{source!r}: version {shown(data.get('version'))} (this reader knows {VERSION})")
-    if sorted(data) != sorted(TOP_KEYS):
-        raise CostFileError(f"{source!r}: keys {shown(sorted(data))}, expected {list(TOP_KEYS)}")
+    try:
+        check_envelope(data, source, FORMAT, VERSION, TOP_KEYS, "cost file")
+    except ValueError as err:
+        raise CostFileError(str(err)) from None
     try:
         settings = Settings.from_json(data["settings"])
         _check_header(data)
     except ValueError as err:
         raise CostFileError(f"{source!r}: {err}") from None
-    if not isinstance(data["costs"], dict):
-        raise CostFileError(f"{source!r}: costs {shown(data['costs'])}: expected an object keyed by code")
-    canonical, costs = set(unique_codes()), {}
-    for code, value in sorted(data["costs"].items()):
-        if code not in canonical:
-            raise CostFileError(f"{source!r}: cost of {shown(code)}: expected a canonical architecture code")
-        try:
-            costs[code] = entry_from_json(value, settings)
-        except ValueError as err:
-            raise CostFileError(f"{source!r}: cost of {code}: {' '.join(str(err).split())}") from None
+    try:
+        costs = read_entries(data["costs"], "cost", source, set(unique_codes()),
+                             lambda value: entry_from_json(value, settings))  # fmt: skip
+    except ValueError as err:
+        raise CostFileError(str(err)) from None
     return CostFile(
         settings, MappingProxyType(dict(data["device"])), MappingProxyType(dict(data["versions"])),
         tuple(MappingProxyType(dict(r)) for r in data["runs"]), MappingProxyType(costs), source,
@@ -310,9 +298,4 @@ def load(path: str | os.PathLike[str]) -> CostFile:
 
 def dumps(cost_file: CostFile) -> str:
     """The file's text (one entry per line: readable, diffable, and quick to write)."""
-    doc = cost_file.to_json()
-    costs = doc.pop("costs")
-    head = json.dumps(doc, indent=1)[:-2]  # without the closing "\n}"
-    lines = [f"  {json.dumps(code)}: {json.dumps(entry)}" for code, entry in costs.items()]
-    body = "{\n" + ",\n".join(lines) + "\n }" if lines else "{}"
-    return f'{head},\n "costs": {body}\n}}\n'
+    return dumps_keyed(cost_file.to_json(), "costs")

@@ -10,34 +10,15 @@ KeyboardInterrupt), so a kill loses at most the codes of the last `save_every_s`
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
 from ..arch.codes import canonical
 from ..core.atomic import atomic_write_text
-from ..core.errors import UserError
-from ..core.validate import shown
+from ..core.session import check_resumable, run_saving
 from .costfile import CostFile, Entry, Settings, dumps, load
 from .measure import configure, header, measure, resolve_device
-
-
-def _eta(seconds: float) -> str:
-    """Seconds as h:mm:ss."""
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _resumable(existing: CostFile, fresh: CostFile, out: Path) -> None:
-    """UserError naming the first difference where `existing` was measured otherwise than this session would."""
-    old, new = existing.identity(), fresh.identity()
-    for key in new:
-        if old.get(key) != new[key]:
-            raise UserError(
-                f"cannot resume {shown(str(out))}: it was measured with {key} {shown(old.get(key))}, this run "
-                f"uses {shown(new[key])}: pass the same settings on the same device, or another --out"
-            )
 
 
 def entry_line(entry: Entry, settings: Settings) -> str:
@@ -68,41 +49,21 @@ def run(
     fresh = CostFile(settings, info["device"], info["versions"], (info["run"],), MappingProxyType({}), str(out))
     existing = load(out) if os.path.lexists(out) else None
     if existing is not None:
-        _resumable(existing, fresh, out)
+        check_resumable(existing.identity(), fresh.identity(), out)
     base = existing or fresh
     runs = (*existing.runs, info["run"]) if existing else fresh.runs
     costs: dict[str, Entry] = dict(base.costs)
     todo = [code for code in codes if code not in costs]
 
-    def save() -> CostFile:
-        saved = CostFile(settings, base.device, base.versions, runs, MappingProxyType(dict(costs)), str(out))
-        atomic_write_text(out, dumps(saved))
-        return saved
+    def current() -> CostFile:
+        return CostFile(settings, base.device, base.versions, runs, MappingProxyType(dict(costs)), str(out))
 
     log(
         f"cost: {len(codes)} codes selected, {len(codes) - len(todo)} already in {out}, {len(todo)} to measure on "
         f"{settings.device} ({base.device.get('name')}), {settings.threads} threads, batch sizes "
         f"{', '.join(map(str, settings.batch_sizes))}, train step {'on' if settings.train_step else 'off'}"
     )
-    saved, last_save, start, done = save(), time.monotonic(), time.monotonic(), 0
-    try:
-        for i, code in enumerate(todo, 1):
-            costs[code] = measure(code, settings, device)
-            done = i
-            note = ""
-            if time.monotonic() - last_save >= save_every_s:
-                saved, last_save, note = save(), time.monotonic(), ", saved"
-            rate = i / (time.monotonic() - start)
-            log(
-                f"cost: [{i}/{len(todo)}] {code} {entry_line(costs[code], settings)} | {rate:.2f} codes/s, "
-                f"eta {_eta((len(todo) - i) / rate)}{note}"
-            )
-    except KeyboardInterrupt:
-        saved = save()
-        log(f"cost: interrupted after {done} of {len(todo)} codes: {len(costs)} codes saved in {out}; the same "
-            "command resumes")  # fmt: skip
-        raise
-    if len(saved.costs) != len(costs):
-        saved = save()
-    log(f"cost: done: {len(costs)} codes in {out}")
-    return saved
+    save = lambda: atomic_write_text(out, dumps(current()))  # noqa: E731
+    run_saving(todo, lambda code: measure(code, settings, device), costs, save,
+               lambda _code, entry: entry_line(entry, settings), "cost", out, save_every_s, log)  # fmt: skip
+    return current()
