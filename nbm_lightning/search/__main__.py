@@ -21,6 +21,7 @@ from .runs import algorithm as find_algorithm
 
 PROG = "python -m nbm_lightning.search"
 LATENCY = "latency"  # the free score a cost file's latencies (ms, batch 1, median) become
+SHOW_FRONT = 12  # Pareto-set members printed (all are in the runs file)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -51,12 +52,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UserError(f"cannot write {args.out!r}: {err.strerror or err}") from None
     final = regrets(document)[:, -1].mean()
+    limit = space.constraint
+    within = "" if limit is None else f" within {limit['score']} <= {limit['max']:g} ({limit['feasible']} networks)"
     print(f"{args.algo}: {args.trials} trials of budget {args.budget} ({mode}, observed {split}): mean regret "
-          f"{final:.3f} pp on {space.report} -> {args.out}")  # fmt: skip
+          f"{final:.3f} pp on {space.report}{within} -> {args.out}")  # fmt: skip
     if args.cost is not None:
         front = document["trials"][0]["pareto"]
+        shown = ", ".join(f"{p['code']} {p['observed']:.2f} % {p[args.cost]:.4g}" for p in front[:SHOW_FRONT])
+        more = f", ... ({len(front) - SHOW_FRONT} more in the runs file)" if len(front) > SHOW_FRONT else ""
         print(f"Pareto set of trial {args.seed} (observed accuracy up, {args.cost} down), {len(front)} networks: "
-              + ", ".join(f"{p['code']} {p['observed']:.2f} % {p[args.cost]:.4g}" for p in front))  # fmt: skip
+              f"{shown}{more}")  # fmt: skip
     return 0
 
 
