@@ -24,7 +24,7 @@ from nbm_lightning.core.atomic import atomic_write_text
 from nbm_lightning.hwcost import CostFile, CostFileError, CostNotFound, Entry, Settings, Timing, costfile
 from nbm_lightning.search import __main__ as search_cli
 from nbm_lightning.search.oracle import constrain, oracle, pareto_front
-from nbm_lightning.search.runs import read_runs, search
+from nbm_lightning.search.runs import RunsFileError, read_runs, search
 
 SETTINGS = Settings(device="cpu", batch_sizes=(1,), repeats=5, warmup=1, train_step=False, train_batch_size=256,
                     threads=1, channels_last=False, cudnn_benchmark=False, tf32=False)  # fmt: skip
@@ -169,6 +169,18 @@ def test_search_run_limit_and_pareto_from_the_command_line(bench, cost_path, lat
             str(published_path), "--out", str(out_rs)]  # fmt: skip
     assert run_main(search_cli.main, argv) == 0  # the multi-objective mode of any algorithm, on a file's score
     assert read_runs(out_rs)["trials"][0]["pareto"]
+    document = json.loads(out.read_text())
+    for key, edit, fragment in [
+        ("constraint", lambda d: d["constraint"].update(feasible=3), "constraint"),  # fewer networks than queried
+        ("pareto", lambda d: d["trials"][1]["pareto"][0].update(code=["x"]), "trial 1: pareto member"),
+        ("cost", lambda d: d["trials"][0].pop("pareto"), "trial 0: pareto None"),
+    ]:
+        tampered = json.loads(json.dumps(document))
+        edit(tampered)
+        path = tmp_path / f"tampered_{key}.json"
+        path.write_text(json.dumps(tampered))
+        with pytest.raises(RunsFileError, match=fragment):
+            read_runs(path)
 
 
 @pytest.fixture(scope="module")

@@ -239,6 +239,39 @@ def _problem(data: Any) -> str | None:
         problem = _trial_problem(trial, data["budget"], bench["archs"], bench["best_mean_acc"])
         if problem:
             return f"trial {i}: {problem}"
+    return _optional_problem(data)
+
+
+def _optional_problem(data: dict[str, Any]) -> str | None:
+    """The first problem of the optional keys (module docstring): a constraint, a cost and its Pareto sets."""
+    limit = data.get("constraint")
+    if limit is not None and (
+        not isinstance(limit, dict)
+        or sorted(limit) != ["feasible", "max", "score"]
+        or not isinstance(limit["score"], str)
+        or value_problem("max", limit["max"], 0.0, math.inf)
+        or value_problem("feasible", limit["feasible"], data["budget"], data["benchmark"]["archs"], integer=True)
+    ):
+        return f"constraint {shown(limit)}: expected {{'score': NAME, 'max': LIMIT, 'feasible': NETWORKS >= budget}}"
+    cost = data.get("cost")
+    if cost is None:
+        return None
+    if not isinstance(cost, str) or not cost:
+        return f"cost {shown(cost)}: expected a score name"
+    for i, trial in enumerate(data["trials"]):
+        front = trial.get("pareto")
+        if not isinstance(front, list) or not 0 < len(front) <= data["budget"]:
+            return f"trial {i}: pareto {shown(front)}: expected a list of 1..{data['budget']} networks"
+        for member in front:
+            if (
+                not isinstance(member, dict)
+                or sorted(member) != sorted(("code", "observed", cost))
+                or not isinstance(member["code"], str)
+                or member["code"] not in canonical_codes()
+                or value_problem("observed", member["observed"], *ACC_RANGE)
+                or value_problem(cost, member[cost], -math.inf, math.inf)
+            ):
+                return f"trial {i}: pareto member {shown(member)}: expected {{'code', 'observed', {cost!r}}}"
     return None
 
 
