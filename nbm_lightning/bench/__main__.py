@@ -1,4 +1,4 @@
-"""`python -m nbm_lightning.bench {query,top,compare,plot}`: the benchmark from the shell."""
+"""`python -m nbm_lightning.bench {query,top,compare,plot,cost}`: the benchmark from the shell."""
 
 from __future__ import annotations
 
@@ -119,12 +119,35 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    """`plot --out DIR`: histograms and accuracy vs FLOPs."""
+    """`plot --out DIR [--cost-file F]`: histograms, accuracy vs FLOPs (and vs measured latency)."""
     bench = _load(args.file, args.notes)
+    latency = None
+    if args.cost_file is not None:
+        from ..hwcost.query import open_cost_file
+
+        cost_file = open_cost_file(args.cost_file)
+        label = f"latency at batch {args.batch_size}, median (ms) on {cost_file.device.get('name')}"
+        latency = (bench.costs(cost_file, "latency_ms", args.batch_size), label)
     from .plots import plot_all
 
-    print("\n".join(map(str, _writing(args.out, lambda: plot_all(bench, args.out)))))
+    print("\n".join(map(str, _writing(args.out, lambda: plot_all(bench, args.out, latency)))))
     return 0
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    """`cost FILE`: a cost file's provenance, spread and rank correlation of latency with FLOPs and params."""
+    from ..hwcost.query import open_cost_file
+    from ..hwcost.report import rank_correlations, report_lines
+
+    cost_file = open_cost_file(args.cost_file)
+    s = cost_file.settings
+    measures = [("latency_ms", b) for b in s.batch_sizes] + ([("train_step_ms", 1)] if s.train_step else [])
+    payload = {
+        "file": cost_file.source,
+        "networks": len(cost_file.costs),
+        "correlations": [rank_correlations(cost_file, m, b) for m, b in measures] if len(cost_file.costs) > 1 else [],
+    }
+    return _emit(report_lines(cost_file), payload, args.json)
 
 
 def _writing(out: str, write: Callable[[], Any]) -> Any:
@@ -136,9 +159,9 @@ def _writing(out: str, write: Callable[[], Any]) -> Any:
 
 
 def build_parser() -> ArgParser:
-    """The bench command line: query, top, compare, plot."""
+    """The bench command line: query, top, compare, plot, cost."""
     parser = ArgParser(prog=PROG, description="Query and compare NAS-Bench-Macro results files.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{query,top,compare,plot}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{query,top,compare,plot,cost}")
     source = ArgParser(add_help=False)
     source.add_argument("--file", help=f"benchmark JSON (default: {GET_PUBLISHED})")
     as_json = ArgParser(add_help=False)
@@ -160,6 +183,10 @@ def build_parser() -> ArgParser:
     )
     plot = sub.add_parser("plot", parents=[source], help="histograms and accuracy vs FLOPs (PNG)")
     plot.add_argument("--out", required=True, help="folder for the PNG files")
+    plot.add_argument("--cost-file", help="also accuracy vs measured latency (a cost file of every architecture)")
+    plot.add_argument("--batch-size", type=int_arg("batch size", 1), default=1, help="the latency's batch (default 1)")
+    cost = sub.add_parser("cost", parents=[as_json], help="rank correlation of measured latency with FLOPs, params")
+    cost.add_argument("cost_file", metavar="COST_FILE", help="a cost file (python -m nbm_lightning.cost)")
     return parser
 
 
@@ -168,6 +195,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "top": _cmd_top,
     "compare": _cmd_compare,
     "plot": _cmd_plot,
+    "cost": _cmd_cost,
 }
 
 

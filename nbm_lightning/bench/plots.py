@@ -14,7 +14,7 @@ import numpy as np
 from ..core.atomic import atomic_write_bytes
 from ..core.errors import require
 from .compare import Comparison, compare, shared_rows, split_accs
-from .table import METRICS, Benchmark
+from .table import METRICS, Benchmark, pareto_rows
 
 DPI = 120  # resolution of every PNG
 
@@ -56,24 +56,39 @@ def plot_histograms(bench: Benchmark, out_dir: str | os.PathLike[str]) -> list[P
 def plot_pareto(bench: Benchmark, out_dir: str | os.PathLike[str], x: str = "flops") -> Path:
     """Mean accuracy against a cost (flops or params), the Pareto front marked."""
     front = [bench.row(r.code) for r in bench.pareto(x=x)]
-    cost, acc = _display(bench, x), _display(bench, "mean_acc")
+    return _front_figure(bench, _display(bench, x), front, METRICS[x].label, Path(out_dir) / f"accuracy_vs_{x}.png")
+
+
+def plot_latency(bench: Benchmark, out_dir: str | os.PathLike[str], latency: np.ndarray, label: str) -> Path:
+    """Mean accuracy against measured latency (`Benchmark.costs`, ms), the Pareto front (fast and accurate) marked."""
+    front = pareto_rows(latency, bench.mean_acc).tolist()
+    return _front_figure(bench, latency, front, label, Path(out_dir) / "accuracy_vs_latency.png")
+
+
+def _front_figure(bench: Benchmark, cost: np.ndarray, front: list[int], label: str, path: Path) -> Path:
+    """Scatter of mean accuracy against `cost` (display units), the rows `front` joined in red."""
+    acc = _display(bench, "mean_acc")
     figure = new_figure(7, 5)
     axes = figure.subplots()
     axes.scatter(cost, acc, s=4, color="0.6", alpha=0.6, label=f"all {len(bench)} architectures")
     axes.plot(cost[front], acc[front], "o-", color="tab:red", markersize=4, label=f"Pareto front ({len(front)})")
     axes.set(
-        xlabel=METRICS[x].label,
+        xlabel=label,
         ylabel=METRICS["mean_acc"].label,
         title=f"{len(front)} Pareto-optimal of {len(bench)} architectures",
     )
     axes.legend(loc="lower right")
     axes.grid(alpha=0.3)
-    return save_png(figure, Path(out_dir) / f"accuracy_vs_{x}.png")
+    return save_png(figure, path)
 
 
-def plot_all(bench: Benchmark, out_dir: str | os.PathLike[str]) -> list[Path]:
-    """The histograms and accuracy vs FLOPs with its Pareto front."""
-    return plot_histograms(bench, out_dir) + [plot_pareto(bench, out_dir, "flops")]
+def plot_all(
+    bench: Benchmark, out_dir: str | os.PathLike[str], latency: tuple[np.ndarray, str] | None = None
+) -> list[Path]:
+    """The histograms and accuracy vs FLOPs with its Pareto front; with `latency` (values, axis label) accuracy vs
+    latency with its own."""
+    paths = plot_histograms(bench, out_dir) + [plot_pareto(bench, out_dir, "flops")]
+    return paths + ([] if latency is None else [plot_latency(bench, out_dir, *latency)])
 
 
 def plot_compare(a: Benchmark, b: Benchmark, out_dir: str | os.PathLike[str], result: Comparison | None = None) -> Path:

@@ -4,7 +4,7 @@
 `formats`; the extended one by its primary metric, best or final, and with both metrics, training times,
 learning curves and, where its runs held out a validation split, the validation accuracies); `query`, `accuracy`
 (of a split: `splits()`), `train_time`, `best`, `archs`, `top`, `pareto`, `sample` and `to_frame` answer from numpy
-arrays, and every query can be charged to a `Budget`.
+arrays, and every query can be charged to a `Budget`. `cost` and `costs` join a hardware-cost file (`hwcost`).
 """
 
 from __future__ import annotations
@@ -366,6 +366,35 @@ class Benchmark:
         if not len(rows):
             raise ValueError(f"no architecture of {self.source} has flops <= {max_flops} and params <= {max_params}")
         return self.record(int(rows[ranked(self.mean_acc[rows], True)[0]]))
+
+    def cost(
+        self,
+        code: object,
+        measure: str = "latency_ms",
+        *,
+        file: str | os.PathLike[str] | Any,
+        batch_size: int = 1,
+        stat: str = "median",
+    ) -> float | int:
+        """One network's measured cost from a cost file (`hwcost.query.MEASURES`), its params and FLOPs checked
+        against this benchmark's: `bench.cost("12012012", "latency_ms", file="results/cost_cpu.json")`."""
+        return self._join([self.codes[self.row(code)]], measure, file, batch_size, stat)[0]
+
+    def costs(
+        self, file: str | os.PathLike[str] | Any, measure: str = "latency_ms", batch_size: int = 1, stat: str = "median"
+    ) -> np.ndarray:
+        """(rows,) float64: `measure` of every architecture of this benchmark from a cost file (which must hold
+        each, with the same params and FLOPs: `hwcost.join`; CostNotFound or CostFileError otherwise)."""
+        return _readonly(self._join(self.codes, measure, file, batch_size, stat), np.float64)
+
+    def _join(self, codes: Iterable[str], measure: str, file: Any, batch_size: int, stat: str) -> list[float | int]:
+        """hwcost.join of canonical codes of this benchmark, its counts checked, in the order given."""
+        from ..hwcost.query import join
+
+        codes = list(codes)
+        counts = {c: (int(self.params[self._rows[c]]), int(self.flops[self._rows[c]])) for c in codes}
+        joined = join(codes, measure, file=file, batch_size=batch_size, stat=stat, counts=counts)
+        return [joined[c] for c in codes]
 
     def archs(self) -> tuple[str, ...]:
         """The canonical codes in this benchmark, sorted (3969 for a complete file)."""

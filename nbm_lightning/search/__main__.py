@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,32 +15,59 @@ from ..bench.table import ACC_METRICS, Benchmark
 from ..cli import ArgParser, int_arg, run_main
 from ..core.errors import UserError
 from .interop import PREFIX
-from .oracle import observation, oracle
+from .oracle import constrain, observation, oracle
 from .runs import ALGORITHMS, TABLE_BUDGETS, read_runs, regrets, run_trials, runs_document, table_lines, write_runs
 from .runs import algorithm as find_algorithm
 
 PROG = "python -m nbm_lightning.search"
+LATENCY = "latency"  # the free score a cost file's latencies (ms, batch 1, median) become
+SHOW_FRONT = 12  # Pareto-set members printed (all are in the runs file)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     """`run`: trials of one algorithm, written as a runs file."""
+    if args.max_latency_ms is not None and args.cost_file is None:
+        raise UserError(f"--max-latency-ms {args.max_latency_ms:g} needs --cost-file (the measured latencies)")
     bench = Benchmark.load(args.file)
     split, mode = args.observe
+    scores = None if args.cost_file is None else {LATENCY: _latencies(bench, args.cost_file)}
     try:
-        space = oracle(bench, mode, args.metric, args.epoch, split)
+        space = oracle(bench, mode, args.metric, args.epoch, split, scores)
     except ValueError as err:  # a metric the file does not hold, an epoch beyond its curves
         raise UserError(str(err)) from None
+    if args.max_latency_ms is not None:
+        space = constrain(space, LATENCY, args.max_latency_ms)
+        feasible = space.constraint["feasible"]
+        if args.budget > feasible:
+            raise UserError(f"--budget {args.budget} exceeds the {feasible} networks within --max-latency-ms "
+                            f"{args.max_latency_ms:g}")  # fmt: skip
+    if args.cost is not None and args.cost not in space.scores:
+        hint = "" if args.cost_file else f" ({LATENCY}: with --cost-file)"
+        raise UserError(f"invalid --cost {args.cost!r}: expected one of {', '.join(space.scores)}{hint}")
     config = _config(args)
     trials = run_trials(space, args.algo, args.budget, range(args.seed, args.seed + args.trials), config)
-    document = runs_document(space, args.algo, args.budget, trials, bench.sha256, config)
+    document = runs_document(space, args.algo, args.budget, trials, bench.sha256, config, args.cost)
     try:
         write_runs(args.out, document)
     except OSError as err:
         raise UserError(f"cannot write {args.out!r}: {err.strerror or err}") from None
     final = regrets(document)[:, -1].mean()
+    limit = space.constraint
+    within = "" if limit is None else f" within {limit['score']} <= {limit['max']:g} ({limit['feasible']} networks)"
     print(f"{args.algo}: {args.trials} trials of budget {args.budget} ({mode}, observed {split}): mean regret "
-          f"{final:.3f} pp on {space.report} -> {args.out}")  # fmt: skip
+          f"{final:.3f} pp on {space.report}{within} -> {args.out}")  # fmt: skip
+    if args.cost is not None:
+        front = document["trials"][0]["pareto"]
+        shown = ", ".join(f"{p['code']} {p['observed']:.2f} % {p[args.cost]:.4g}" for p in front[:SHOW_FRONT])
+        more = f", ... ({len(front) - SHOW_FRONT} more in the runs file)" if len(front) > SHOW_FRONT else ""
+        print(f"Pareto set of trial {args.seed} (observed accuracy up, {args.cost} down), {len(front)} networks: "
+              f"{shown}{more}")  # fmt: skip
     return 0
+
+
+def _latencies(bench: Benchmark, path: str) -> dict[str, float]:
+    """code -> median batch-1 latency (ms) of every network of `bench` from a cost file (counts checked)."""
+    return dict(zip(bench.codes, bench.costs(path, "latency_ms", 1).tolist()))
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -47,11 +75,10 @@ def _config(args: argparse.Namespace) -> Any:
     chosen = find_algorithm(args.algo)
     if args.by is not None and args.algo != "ranked":
         raise UserError(f"--by {args.by} applies to --algo ranked only")
-    if args.cost is not None and not args.algo.startswith(PREFIX):
-        raise UserError(f"--cost {args.cost} applies to --algo {PREFIX}SAMPLER only")
     if args.by is not None:
         return dataclasses.replace(chosen.config, by=args.by)
-    return dataclasses.replace(chosen.config, cost=args.cost) if args.cost is not None else None
+    optuna = args.cost is not None and args.algo.startswith(PREFIX)  # the study's second objective
+    return dataclasses.replace(chosen.config, cost=args.cost) if optuna else None
 
 
 def _read_all(paths: Sequence[str]) -> list[dict]:
@@ -89,6 +116,17 @@ def _algo(name: str) -> str:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _positive(text: str) -> float:
+    """argparse type of a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: expected a positive number (milliseconds)")
+    return value
+
+
 def _observe(text: str) -> tuple[str, str]:
     """argparse type of --observe: (split, mode)."""
     try:
@@ -104,7 +142,15 @@ def build_parser() -> ArgParser:
     run = sub.add_parser("run", help="trials of one search algorithm -> a runs file (JSON)")
     run.add_argument("--algo", required=True, type=_algo, help=f"{', '.join(ALGORITHMS)} or {PREFIX}SAMPLER (Optuna's)")
     run.add_argument("--by", help="ranked: the score ranked, descending (flops, params; default flops)")
-    run.add_argument("--cost", help=f"{PREFIX}SAMPLER: a score minimised as a second objective (flops, params)")
+    run.add_argument(
+        "--cost", help=f"multi-objective: each trial's Pareto set of observed accuracy (up) and this score (down): "
+        f"flops, params, or {LATENCY} (with --cost-file); {PREFIX}SAMPLER also minimises it as a second objective",
+    )  # fmt: skip
+    run.add_argument("--cost-file", help=f"a cost file of every network: its batch-1 latency is the score {LATENCY}")
+    run.add_argument(
+        "--max-latency-ms", type=_positive, metavar="MS",
+        help="networks whose latency (--cost-file) exceeds MS are never queried; regret among those within",
+    )  # fmt: skip
     run.add_argument("--budget", required=True, type=int_arg("budget", 1, len(unique_codes())), help="queries")
     run.add_argument("--trials", type=int_arg("trials", 1), default=100, help="independent runs (default 100)")
     run.add_argument("--seed", type=int_arg("seed", 0), default=0, help="trial i uses seed SEED + i (default 0)")

@@ -118,5 +118,8 @@ def ranked(trial: Trial, config: RankedConfig = RankedConfig()) -> None:
     if config.by not in scores:
         raise UserError(f"invalid by {config.by!r}: expected one of {', '.join(scores)} (scores of this oracle)")
     order = np.lexsort((trial.rng.random(len(trial.oracle)), -scores[config.by]))  # last key sorts first
-    for row in order[: trial.budget].tolist():
-        trial.query(row)
+    for row in order.tolist():
+        if trial.done:
+            break
+        if row not in trial.oracle.excluded:  # outside a limit: skipped, not charged
+            trial.query(row)

@@ -11,6 +11,7 @@ only when called, so the package stays importable without them.
   (`optuna-tpe`, `optuna-random`, `optuna-nsga2`, ...: any class of `optuna.samplers` whose constructor needs no
   argument but `seed`, and the grid) with ask and tell until the budget is spent; with `cost` (the name of a free
   score of the oracle, e.g. "flops", or a latency table) the study is two-objective: accuracy up, cost down.
+  Under a limit (`oracle.constrain`) a code of an infeasible network is a pruned trial, charged nothing.
   Optuna draws codes, not networks: its RandomSampler is uniform over the 6561 codes, so a network with several
   codes (identity layers) is drawn more often than by our random search (uniform over the 3969 networks).
 """
@@ -145,6 +146,8 @@ def objective(trial: Trial, cost: str | None = None) -> Any:
     def evaluate(optuna_trial: Any) -> Any:
         code = "".join(optuna_trial.suggest_categorical(layer, CHOICES) for layer in LAYERS)
         row = trial.oracle.index.row_of[code]
+        if row in trial.oracle.excluded:  # outside the oracle's limit: never queried, the trial pruned
+            raise _optuna().TrialPruned(f"{code} is outside {trial.oracle.constraint}")
         value = trial.query(row)
         return value if table is None else (value, float(table[row]))
 
@@ -198,7 +201,10 @@ def optuna_search(trial: Trial, config: OptunaConfig = OptunaConfig()) -> None:
     while not trial.done:
         asked = study.ask(space)
         before = len(trial.rows)
-        study.tell(asked, evaluate(asked))
+        try:
+            study.tell(asked, evaluate(asked))
+        except optuna.TrialPruned:  # a network outside the limit: a pruned trial, nothing charged
+            study.tell(asked, state=optuna.trial.TrialState.PRUNED)
         repeats = 0 if len(trial.rows) > before else repeats + 1
         if repeats >= config.max_repeats and not trial.done:
             row = trial.fresh()

@@ -56,7 +56,11 @@ class _Search:
     def __init__(self, trial: Trial, config: MCTSConfig) -> None:
         self.trial, self.config = trial, config
         self.children, below = tree()
-        self.left = dict(below)  # node -> unqueried leaves below it
+        self.left = dict(below)  # node -> unqueried (feasible) leaves below it
+        for row in trial.oracle.excluded:  # networks outside a limit are never walked to
+            code = trial.oracle.index.codes[row]
+            for depth in range(NUM_LAYERS + 1):
+                self.left[code[:depth]] -= 1
         self.visits: dict[str, int] = {}  # node -> rewards received
         self.total: dict[str, float] = {}  # node -> sum of rewards received
         self.shared: dict[tuple[int, str], list[float]] = {}  # (layer, op) -> [sum, count] of rewards

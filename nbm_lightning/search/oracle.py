@@ -19,19 +19,26 @@ such queries.
 Free per-network scores (`Oracle.scores`: name -> one number per row) are what a searcher may know without a
 query: the file's FLOPs and params, and any table of code -> score given to `oracle` (a zero-cost proxy, a
 hardware cost). Proxy-ranked search ranks by one; an Optuna study may minimise one as a second objective.
+
+A limit on a score (`constrain`, e.g. latency <= 5 ms from a cost file) makes the networks above it infeasible:
+they are never queried (a trial knows them from the start, free, as observed at -inf, so no algorithm proposes
+them: random draws skip them, evolution and MCTS never reach them, local search and Optuna are told -inf or a
+pruned trial without a charge), the budget counts feasible networks only, and the best, rank and regret are those
+among the feasible networks. `pareto_front` is the multi-objective result of a trial: the queried networks that no
+other queried network beats on observed accuracy and a cost together.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 
 from ..bench.budget import Budget
-from ..bench.table import Benchmark
+from ..bench.table import Benchmark, pareto_rows
 from ..core.errors import UserError
 from ..core.validate import check_choice, check_int, fail
 from .space import SpaceIndex, space_index
@@ -59,11 +66,18 @@ class Oracle:
     scores: Mapping[str, np.ndarray] = field(default_factory=dict)  # name -> (rows,) free score (module docstring)
     split: str = "test"  # the split observed: "test" or "val" (module docstring)
     report: str = REPORT_SPLIT  # the split of `truth`: the incumbent is judged and reported on it
+    feasible: np.ndarray | None = None  # (rows,) bool: within `constraint` (None: every network; `constrain`)
+    constraint: dict | None = None  # {"score": name, "max": limit, "feasible": count}; None: unconstrained
 
     @property
     def best(self) -> float:
-        """The highest true mean accuracy: regret is measured from it."""
-        return float(self.truth.max())
+        """The highest true mean accuracy (of the feasible networks): regret is measured from it."""
+        return float(self.truth.max() if self.feasible is None else self.truth[self.feasible].max())
+
+    @cached_property
+    def excluded(self) -> frozenset[int]:
+        """Rows outside the constraint: never queried."""
+        return frozenset() if self.feasible is None else frozenset(np.flatnonzero(~self.feasible).tolist())
 
     @property
     def seeds(self) -> int:
@@ -128,6 +142,36 @@ def oracle(
     )
 
 
+def constrain(space: Oracle, score: str, limit: float) -> Oracle:
+    """`space` with the networks whose free score `score` exceeds `limit` infeasible (module docstring); UserError
+    for an unknown score or a limit that no network meets."""
+    if score not in space.scores:
+        raise UserError(f"invalid score {score!r}: expected one of {', '.join(space.scores)} (scores of this oracle)")
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or not math.isfinite(limit) or limit <= 0:
+        raise UserError(f"invalid limit {limit!r} on {score}: expected a positive number")
+    values = space.scores[score]
+    feasible = values <= limit
+    if not feasible.any():
+        raise UserError(f"no network has {score} <= {limit:g} (the smallest is {values.min():g})")
+    feasible.flags.writeable = False
+    ranked = np.sort(-space.truth[feasible])
+    return replace(
+        space,
+        feasible=feasible,
+        rank=1 + np.searchsorted(ranked, -space.truth, side="left"),  # among the feasible networks
+        constraint={"score": score, "max": float(limit), "feasible": int(feasible.sum())},
+    )
+
+
+def pareto_front(space: Oracle, rows: Sequence[int], observed: Sequence[float], score: str) -> list[int]:
+    """The queried rows not dominated on (observed accuracy up, score `score` down), sorted by score, then row."""
+    if score not in space.scores:
+        raise UserError(f"invalid cost {score!r}: expected one of {', '.join(space.scores)} (scores of this oracle)")
+    rows = np.asarray(rows, dtype=np.int64)
+    keep = pareto_rows(space.scores[score][rows], np.asarray(observed, dtype=np.float64))
+    return rows[keep].tolist()
+
+
 def score_table(name: str, table: Mapping[str, float], index: SpaceIndex) -> np.ndarray:
     """A table of code -> score as one finite score per row: every network once (by any of its codes, the
     same score where several of its codes are given); ValueError naming the first problem."""
@@ -181,12 +225,14 @@ class Trial:
 
     def __init__(self, oracle: Oracle, budget: int, seed: int) -> None:
         self.oracle = oracle
-        self.budget = check_int("budget", budget, 1, len(oracle))  # queries (distinct networks) allowed
+        feasible = len(oracle) - len(oracle.excluded)
+        self.budget = check_int("budget", budget, 1, feasible)  # queries (distinct feasible networks) allowed
         self.seed = check_int("seed", seed, 0)  # everything random in the trial derives from it
         search, noise = np.random.SeedSequence(self.seed).spawn(2)
         self.rng = np.random.default_rng(search)  # the algorithm's randomness
         self._seeds = np.random.default_rng(noise).integers(oracle.seeds, size=self.budget).tolist()
-        self.observed: dict[int, float] = {}  # row -> its observation, for every row queried
+        self.observed: dict[int, float] = dict.fromkeys(oracle.excluded, -math.inf)  # row -> its observation, for
+        # every row queried, and -inf (free, never charged) for every row outside the oracle's constraint
         self.rows: list[int] = []  # rows queried, in order
         self.incumbents: list[int] = []  # the incumbent's row after each query
         self.seconds: list[float] = []  # cumulative simulated training seconds after each query

@@ -15,6 +15,10 @@ cumulative simulated training seconds. Regret = best_mean_acc - incumbent_mean_a
 The search observed the accuracies of "observed_split" ("test", or "val": model selection on a validation
 split); the incumbent's accuracy, rank, best_mean_acc and regret are of "reported_split" (always "test").
 Version 1 files (before the splits were named) are read as observed and reported on "test".
+Optional keys: "constraint" ({"score": "latency", "max": 5.0, "feasible": 1234}: networks above the limit were
+never queried; best_mean_acc, ranks and regrets are among the feasible ones) and, in the multi-objective mode,
+"cost" (the score name) with each trial's "pareto": [{"code": ..., "observed": 92.1, "latency": 3.2}, ...], the
+queried networks not dominated on observed accuracy (up) and the cost (down).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ from .algorithms import (
 )
 from .interop import PREFIX, OptunaConfig, known_sampler_name, optuna_search, sampler_class, sampler_key
 from .mcts import MCTSConfig, mcts
-from .oracle import OBSERVATIONS, REPORT_SPLIT, SPLITS, Oracle, Trajectory, Trial
+from .oracle import OBSERVATIONS, REPORT_SPLIT, SPLITS, Oracle, Trajectory, Trial, pareto_front
 
 FORMAT = "nbm_lightning.search-runs"  # the "format" field of a runs file
 VERSION = 2  # its "version" written
@@ -114,11 +118,21 @@ def run_trials(oracle: Oracle, algo: str, budget: int, seeds: Sequence[int], con
 
 
 def runs_document(
-    oracle: Oracle, algo: str, budget: int, trials: Sequence[Trajectory], sha256: str, config: Any = None
+    oracle: Oracle,
+    algo: str,
+    budget: int,
+    trials: Sequence[Trajectory],
+    sha256: str,
+    config: Any = None,
+    cost: str | None = None,
 ) -> dict[str, Any]:
-    """The runs file's content (module docstring); `config` as given to the trials (None: the default)."""
+    """The runs file's content (module docstring); `config` as given to the trials (None: the default); with `cost`
+    (a free score) each trial's Pareto set of (observed accuracy up, cost down)."""
     chosen, codes = algorithm(algo), oracle.index.codes
-    return {
+    extra: dict[str, Any] = {} if oracle.constraint is None else {"constraint": dict(oracle.constraint)}
+    if cost is not None:
+        extra["cost"] = cost
+    document = {
         "format": FORMAT,
         "version": VERSION,
         "algo": chosen.name,
@@ -131,7 +145,20 @@ def runs_document(
         "epoch": oracle.epoch,
         "benchmark": {"path": oracle.source, "sha256": sha256, "archs": len(oracle), "best_mean_acc": oracle.best},
         "trials": [_trial(oracle, t, codes) for t in trials],
+        **extra,
     }
+    if cost is not None:
+        for entry, t in zip(document["trials"], trials):
+            entry["pareto"] = pareto_entries(oracle, t, cost)
+    return document
+
+
+def pareto_entries(oracle: Oracle, t: Trajectory, cost: str) -> list[dict[str, Any]]:
+    """A trial's Pareto set (oracle.pareto_front): code, observed accuracy (percent), cost, by cost ascending."""
+    observed = dict(zip(t.rows, t.observed))
+    front = pareto_front(oracle, t.rows, t.observed, cost)
+    scores, codes = oracle.scores[cost], oracle.index.codes
+    return [{"code": codes[r], "observed": observed[r], cost: float(scores[r])} for r in front]
 
 
 def _trial(oracle: Oracle, t: Trajectory, codes: tuple[str, ...]) -> dict[str, Any]:
@@ -212,6 +239,39 @@ def _problem(data: Any) -> str | None:
         problem = _trial_problem(trial, data["budget"], bench["archs"], bench["best_mean_acc"])
         if problem:
             return f"trial {i}: {problem}"
+    return _optional_problem(data)
+
+
+def _optional_problem(data: dict[str, Any]) -> str | None:
+    """The first problem of the optional keys (module docstring): a constraint, a cost and its Pareto sets."""
+    limit = data.get("constraint")
+    if limit is not None and (
+        not isinstance(limit, dict)
+        or sorted(limit) != ["feasible", "max", "score"]
+        or not isinstance(limit["score"], str)
+        or value_problem("max", limit["max"], 0.0, math.inf)
+        or value_problem("feasible", limit["feasible"], data["budget"], data["benchmark"]["archs"], integer=True)
+    ):
+        return f"constraint {shown(limit)}: expected {{'score': NAME, 'max': LIMIT, 'feasible': NETWORKS >= budget}}"
+    cost = data.get("cost")
+    if cost is None:
+        return None
+    if not isinstance(cost, str) or not cost:
+        return f"cost {shown(cost)}: expected a score name"
+    for i, trial in enumerate(data["trials"]):
+        front = trial.get("pareto")
+        if not isinstance(front, list) or not 0 < len(front) <= data["budget"]:
+            return f"trial {i}: pareto {shown(front)}: expected a list of 1..{data['budget']} networks"
+        for member in front:
+            if (
+                not isinstance(member, dict)
+                or sorted(member) != sorted(("code", "observed", cost))
+                or not isinstance(member["code"], str)
+                or member["code"] not in canonical_codes()
+                or value_problem("observed", member["observed"], *ACC_RANGE)
+                or value_problem(cost, member[cost], -math.inf, math.inf)
+            ):
+                return f"trial {i}: pareto member {shown(member)}: expected {{'code', 'observed', {cost!r}}}"
     return None
 
 
@@ -261,7 +321,15 @@ def label(runs: dict[str, Any]) -> str:
         title = f"Optuna {algo.removeprefix(PREFIX)}" + (f" (cost {config['cost']})" if config.get("cost") else "")
     observed, reported = runs["observed_split"], runs["reported_split"]
     splits = "" if observed == reported else f", observed {observed} -> reported {reported}"
-    return f"{title} ({runs['observe']}{splits})"
+    limit = runs.get("constraint")
+    limit = f", {limit['score']} <= {limit['max']:g}" if isinstance(limit, dict) and _limit_ok(limit) else ""
+    return f"{title} ({runs['observe']}{splits}{limit})"
+
+
+def _limit_ok(limit: dict) -> bool:
+    """Whether a runs file's constraint has a name and a finite limit (else the label leaves it out)."""
+    value = limit.get("max")
+    return isinstance(limit.get("score"), str) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def table_lines(files: Sequence[dict[str, Any]], budgets: Sequence[int] = TABLE_BUDGETS) -> list[str]:
