@@ -282,14 +282,14 @@ sys.exit(fit.main(sys.argv[1:]))
 """
 
 
-def test_resume_after_kill_matches_uninterrupted_run(tmp_path, learnable_data):
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, tiny_data):
     argv = ["--arch=00000000", "--seed=3", "--batch-size=32", "--keep-checkpoint=true"]
     (tmp_path / "a").mkdir()
-    straight = _train(tmp_path / "a", learnable_data, *argv, epochs=3, wandb_mode="disabled")
+    straight = _train(tmp_path / "a", tiny_data, *argv, epochs=3, wandb_mode="disabled")
     assert straight.returncode == 0, straight.stderr[-3000:]
     base = tmp_path / "b"
     base.mkdir()
-    fit_argv = [f"--data-dir={learnable_data}", "--download=false", "--epochs=3", "--progress=false",
+    fit_argv = [f"--data-dir={tiny_data}", "--download=false", "--epochs=3", "--progress=false",
                 "--accelerator=cpu", "--num-workers=0", "--eval-batch-size=64", *argv]  # fmt: skip
     env = dict(_env("disabled"), KILL_AFTER_EPOCH="0")  # killed after epoch 1 of 3, deterministically
     killed = subprocess.run([sys.executable, "-c", KILL_AFTER_EPOCH, *fit_argv], cwd=base, env=env,
