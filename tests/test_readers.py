@@ -28,7 +28,7 @@ from nbm_lightning.arch.codes import all_codes, canonical
 from nbm_lightning.arch.complexity import complexity
 from nbm_lightning.bench import Benchmark, BenchmarkError, extended
 from nbm_lightning.bench import __main__ as bench_cli
-from nbm_lightning.bench.table import SUMMARY_TOLERANCE
+from nbm_lightning.bench.formats import SUMMARY_TOLERANCE
 from nbm_lightning.cli import run_main
 from nbm_lightning.core.errors import UserError
 from nbm_lightning.export import rules, sources

@@ -17,8 +17,8 @@ from .compare import Comparison, compare, shared_rows
 from .fetch import ENV_BENCHMARK, PUBLISHED_NAME, PUBLISHED_SHA256, PUBLISHED_URL, cache_dir, published_file
 from .formats import BenchmarkError, BenchmarkFormatError, benchmark_path, detect_format
 from .published import ArchResult
-from .rankstats import kendall_tau, seed_noise_tau, spearman_rho
-from .table import ACC_METRICS, METRICS, PROXY_SECONDS_PER_MAC, ArchNotFound, Benchmark, Metric, pareto_rows
+from .rankstats import kendall_tau, pareto_rows, seed_noise_tau, spearman_rho
+from .table import ACC_METRICS, METRICS, PROXY_SECONDS_PER_MAC, ArchNotFound, Benchmark, Metric
 
 __all__ = [
     "ACC_METRICS", "ENV_BENCHMARK", "METRICS", "PROXY_SECONDS_PER_MAC", "PUBLISHED_NAME", "PUBLISHED_SHA256",

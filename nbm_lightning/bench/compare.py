@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..core.validate import check_int
-from .rankstats import kendall_tau, seed_noise_tau, spearman_rho
-from .table import Benchmark, ranked
+from .rankstats import kendall_tau, ranked, seed_noise_tau, spearman_rho
+from .table import Benchmark
 
 MIN_SHARED = 50  # fewest shared architectures for a ranking verdict (at 50 tau's 95 % interval is +-0.05 wide)
 TOP_K_SHARE = 10  # a top-k overlap is reported only for k <= n_shared / TOP_K_SHARE (else it is near 1 by chance)

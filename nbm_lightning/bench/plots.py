@@ -14,7 +14,8 @@ import numpy as np
 from ..core.atomic import atomic_write_bytes
 from ..core.errors import require
 from .compare import Comparison, compare, shared_rows, split_accs
-from .table import METRICS, Benchmark, pareto_rows
+from .rankstats import pareto_rows
+from .table import METRICS, Benchmark
 
 DPI = 120  # resolution of every PNG
 

@@ -72,3 +72,19 @@ def seed_noise_tau(test_acc: np.ndarray) -> float:
     """Mean Kendall tau-b between single seeds over all seed pairs; nan with fewer than two seeds."""
     taus = [kendall_tau(test_acc[:, i], test_acc[:, j]) for i, j in combinations(range(test_acc.shape[1]), 2)]
     return float(np.mean(taus)) if taus else math.nan
+
+
+def ranked(values: np.ndarray, descending: bool) -> np.ndarray:
+    """Row indices best first; rows are in code order, so a stable sort breaks ties by code."""
+    return np.argsort(-values if descending else values, kind="stable")
+
+
+def pareto_rows(cost: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Rows not dominated (lower cost and higher gain, one strictly), sorted by cost, then row."""
+    order = np.lexsort((np.arange(len(cost)), -gain, cost))  # cost ascending, gain descending, row
+    keep, best_gain, best_cost = [], -math.inf, None
+    for i, c, g in zip(order.tolist(), cost[order].tolist(), gain[order].tolist()):
+        if g > best_gain or (g == best_gain and c == best_cost):
+            keep.append(i)  # equal (cost, gain) points do not dominate each other: all are kept
+            best_gain, best_cost = g, c
+    return np.array(keep, dtype=np.int64)

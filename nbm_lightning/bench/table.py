@@ -13,7 +13,7 @@ import dataclasses
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,13 +21,14 @@ import numpy as np
 
 from ..arch.codes import canonical, unique_codes
 from ..core.errors import require
-from ..core.validate import check_choice, check_int, check_number, fail, shown
+from ..core.validate import check_choice, check_int, check_number, fail
 from ..records.record_schema import EVAL_SPLITS
 from ..records.run_record import METRIC_FIELDS
 from . import formats
 from .budget import Budget
 from .formats import BenchmarkError, BenchmarkFormatError, benchmark_path
-from .published import ACC_RANGE, ArchResult, canonical_map
+from .published import ArchResult, canonical_map
+from .rankstats import pareto_rows, ranked
 
 ACC_METRICS = tuple(METRIC_FIELDS)  # per-seed accuracies a file may hold: "best" (max over epochs), "final"
 SPLITS = EVAL_SPLITS  # the splits a file may hold accuracies of: "test" (every file), "val" (a validation split)
@@ -35,10 +36,6 @@ PROXY_SECONDS_PER_MAC = 8e-6  # the FLOPs time proxy: simulated seconds of one t
 # 50 epochs x (3 x 50,000 training + 10,000 test images) MACs at an assumed 1e12 MAC/s; a proxy, not a measurement
 TIME_RECORDED = "recorded train_time_s"  # Benchmark.time_source where the file records every run's training time
 TIME_PROXY = f"FLOPs proxy ({PROXY_SECONDS_PER_MAC:g} s per MAC of flops; not measured)"  # otherwise
-SUMMARY_TOLERANCE = 1e-6  # pp: how far mean_acc and std may be from the mean and population std (ddof=0) of test_acc.
-# The published file stores both unrounded: over its 6561 records they equal numpy's float64 mean and std(ddof=0) of
-# test_acc exactly (largest difference 0.0; the sample std, ddof=1, would be up to 0.19 pp off). 1e-6 pp leaves room
-# for another summation order (float64 round-off, ~1e-14 pp) and refuses any edit a table (0.01 pp) could show.
 
 
 class ArchNotFound(BenchmarkError, KeyError):
@@ -121,51 +118,9 @@ class Benchmark:
             raise ValueError("Benchmark accuracies must have one row per code and one column per seed")
         object.__setattr__(self, "accs", accs)
         object.__setattr__(self, "_rows", rows)
-        problem = self._invariant_problem()
+        problem = formats.consistency_problem(self)
         if problem:
             raise BenchmarkFormatError(f"{self.source!r} is inconsistent: {problem}")
-
-    def _invariant_problem(self) -> str | None:
-        """The first row breaking an invariant every query relies on, in words, or None.
-
-        Accuracies finite percentages (NaN in a curve: no curve for that run); best >= final; mean_acc and std the
-        mean and population std of test_acc (SUMMARY_TOLERANCE); params and flops non-negative; times finite."""
-        low, high = ACC_RANGE
-        percent = f"finite percentages in {low:g}..{high:g}"
-        with np.errstate(over="ignore", invalid="ignore"):  # huge values: refused below, without warnings
-            mean, std = self.test_acc.mean(axis=1), self.test_acc.std(axis=1)
-        summary = f"(to {SUMMARY_TOLERANCE:g} pp)"
-        checks: list[tuple[str, np.ndarray, Any, Callable[[int], str]]] = [
-            *((f"{split}_acc_{name}", acc, (np.isfinite(acc) & (acc >= low) & (acc <= high)).all(axis=1),
-               lambda row: percent) for split in SPLITS for name, acc in self._split_accs(split).items()),
-            ("mean_acc", self.mean_acc, np.abs(self.mean_acc - mean) <= SUMMARY_TOLERANCE,
-             lambda row: f"{float(mean[row])!r}, the mean of its test_acc "
-                         f"{shown(self.test_acc[row].tolist())} {summary}"),
-            ("std", self.std, np.abs(self.std - std) <= SUMMARY_TOLERANCE,
-             lambda row: f"{float(std[row])!r}, the population std (ddof=0) of its test_acc {summary}"),
-            ("params", self.params, self.params >= 0, lambda row: "a non-negative count"),
-            ("flops", self.flops, self.flops >= 0, lambda row: "a non-negative count"),
-        ]  # fmt: skip
-        for split in SPLITS:
-            accs = self._split_accs(split)
-            if "best" in accs and "final" in accs:
-                best, final, name = accs["best"], accs["final"], f"{split}_acc"
-                ok = (best >= final).all(axis=1)
-                checks.append((f"{name}_best", best, ok, lambda row, n=name: f"at least {n}_final"))
-        if self.train_time_s is not None:
-            times = self.train_time_s
-            ok = (np.isfinite(times) & (times >= 0)).all(axis=1)
-            checks.append(("train_time_s", times, ok, lambda row: "finite seconds >= 0"))
-        if self.eval_acc is not None:
-            curve = self.eval_acc
-            ok = (np.isnan(curve) | ((curve >= low) & (curve <= high))).all(axis=(1, 2))
-            checks.append(("an eval_acc curve", curve, ok, lambda row: f"{percent} (or NaN: no curve)"))
-        for name, values, ok, expected in checks:
-            bad = np.flatnonzero(~np.asarray(ok))
-            if len(bad):
-                row = int(bad[0])
-                return f"{self.codes[row]} has {name} {shown(values[row].tolist())}, expected {expected(row)}"
-        return None
 
     def __repr__(self) -> str:
         return f"Benchmark({len(self)} archs, {self.test_acc.shape[1]} seeds, source={self.source!r})"
@@ -249,10 +204,10 @@ class Benchmark:
 
     def metrics(self, split: str = "test") -> tuple[str, ...]:
         """The per-seed accuracies this file holds of a split ("best", "final"), the file's primary metric first."""
-        accs = self._split_accs(self._split(split))
+        accs = self.split_accs(self._split(split))
         return tuple(sorted(accs, key=lambda name: name != self.metric))
 
-    def _split_accs(self, split: str) -> Mapping[str, np.ndarray]:
+    def split_accs(self, split: str) -> Mapping[str, np.ndarray]:
         """metric -> (rows, seeds) accuracies of one split (empty where the file holds none)."""
         return self.accs if split == "test" else self.val_accs
 
@@ -277,7 +232,7 @@ class Benchmark:
                     f"{self.source} holds per-epoch {split} curves only (pass epoch=), no {split} accuracies "
                     "(a v1 extended export dropped them: re-export the records)"
                 )
-            return self._split_accs(split)[check_choice("metric", self.metric if metric is None else metric, held)]
+            return self.split_accs(split)[check_choice("metric", self.metric if metric is None else metric, held)]
         if metric is not None:
             raise ValueError(f"pass metric or epoch, not both (got metric {metric!r} and epoch {epoch!r})")
         if self.eval_acc is None:
@@ -434,19 +389,3 @@ class Benchmark:
 def _metric(name: str) -> str:
     """`name` if it is a known metric (InvalidValue listing them otherwise)."""
     return check_choice("metric", name, tuple(METRICS))
-
-
-def ranked(values: np.ndarray, descending: bool) -> np.ndarray:
-    """Row indices best first; rows are in code order, so a stable sort breaks ties by code."""
-    return np.argsort(-values if descending else values, kind="stable")
-
-
-def pareto_rows(cost: np.ndarray, gain: np.ndarray) -> np.ndarray:
-    """Rows not dominated (lower cost and higher gain, one strictly), sorted by cost, then row."""
-    order = np.lexsort((np.arange(len(cost)), -gain, cost))  # cost ascending, gain descending, row
-    keep, best_gain, best_cost = [], -math.inf, None
-    for i, c, g in zip(order.tolist(), cost[order].tolist(), gain[order].tolist()):
-        if g > best_gain or (g == best_gain and c == best_cost):
-            keep.append(i)  # equal (cost, gain) points do not dominate each other: all are kept
-            best_gain, best_cost = g, c
-    return np.array(keep, dtype=np.int64)

@@ -38,7 +38,8 @@ from functools import cached_property
 import numpy as np
 
 from ..bench.budget import Budget
-from ..bench.table import Benchmark, pareto_rows
+from ..bench.rankstats import pareto_rows
+from ..bench.table import Benchmark
 from ..core.errors import UserError
 from ..core.validate import check_choice, check_int, fail
 from .space import SpaceIndex, space_index
