@@ -119,8 +119,8 @@ LAYERS = {  # role package -> the packages of ours its library modules may impor
     "hwcost": {"core", "arch", "records"},  # below bench and search: their queries join cost files
     "bench": {"core", "arch", "records", "hwcost"},  # the reader owns the file formats (bench.published, .extended)
     "export": {"core", "arch", "records", "bench"},  # writes through bench's formats
-    "search": {"core", "arch", "records", "bench", "hwcost"},
     "zerocost": {"core", "arch", "records", "training", "hwcost", "bench"},  # proxies of networks, vs the benchmark
+    "search": {"core", "arch", "records", "bench", "hwcost", "zerocost"},  # zerocost: its proxies file, ranked by
 }
 TORCH = ("torch", "torchvision", "pytorch_lightning", "torchmetrics", "ptflops")
 NO_TORCH = ("core", "arch.codes", "arch.picture", "records", "bench", "search", "export",

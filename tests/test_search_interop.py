@@ -106,6 +106,40 @@ def test_cli_ranked_and_the_baseline_note(tmp_path, published_path, capsys):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_ranked_by_a_proxy_of_a_proxies_file(tmp_path, published_path, capsys):
+    """`--proxies-file F --by synflow`: the queries follow the file's proxy (here: minus the params, so the smallest
+    network first); a file missing a network or undefined for one is refused in one line."""
+    from nbm_lightning.zerocost import proxyfile
+
+    codes = list(unique_codes())
+    loaded = Benchmark.load(published_path)
+    params = {code: loaded.query(code).params for code in codes}
+    settings = proxyfile.Settings(proxies=("synflow",), batch_size=16, seeds=(0,), threads=1)
+
+    def write(name: str, scores: dict) -> str:
+        made = proxyfile.ProxyFile(settings, {"type": "cpu"}, {"torch": "x"}, ({"command": ["made by hand"]},), scores)
+        (tmp_path / name).write_text(proxyfile.dumps(made))
+        return str(tmp_path / name)
+
+    whole = {c: {"synflow": proxyfile.Score((-float(params[c]),), (0.0,))} for c in codes}
+    out = tmp_path / "runs.json"
+    argv = ["run", "--algo", "ranked", "--by", "synflow", "--budget", "5", "--trials", "1", "--file",
+            str(published_path), "--out", str(out)]  # fmt: skip
+    assert run_main(main, [*argv, "--proxies-file", write("whole.json", whole)]) == 0
+    queried = read_runs(out)["trials"][0]["incumbent"]  # the incumbent after each query: the first is the first query
+    smallest = min(codes, key=lambda c: (params[c], c))
+    assert queried[0] == smallest and read_runs(out)["config"] == {"by": "synflow"}
+    capsys.readouterr()
+    partial = dict(list(whole.items())[:-1])
+    undefined = {**whole, codes[0]: {"synflow": proxyfile.Score((None,), (0.0,))}}
+    cases = [("partial.json", partial, "3968 of the 3969 networks"),
+             ("undefined.json", undefined, f"undefined (not finite) for 1 networks, e.g. {codes[0]}")]  # fmt: skip
+    for name, scores, fragment in cases:
+        assert run_main(main, [*argv, "--proxies-file", write(name, scores)], prog="search") == 2
+        err = capsys.readouterr().err
+        assert fragment in err and len(err.strip().splitlines()) == 1, err
+
+
 # ---------------------------------------------------------------- the core without the optional packages
 
 

@@ -15,7 +15,7 @@ from ..bench.table import ACC_METRICS, Benchmark
 from ..cli import ArgParser, int_arg, run_main
 from ..core.errors import UserError
 from .interop import PREFIX
-from .oracle import constrain, observation, oracle
+from .oracle import FILE_SCORES, constrain, observation, oracle
 from .runs import ALGORITHMS, TABLE_BUDGETS, read_runs, regrets, run_trials, runs_document, table_lines, write_runs
 from .runs import algorithm as find_algorithm
 
@@ -30,7 +30,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-latency-ms {args.max_latency_ms:g} needs --cost-file (the measured latencies)")
     bench = Benchmark.load(args.file)
     split, mode = args.observe
-    scores = None if args.cost_file is None else {LATENCY: _latencies(bench, args.cost_file)}
+    scores = {} if args.cost_file is None else {LATENCY: _latencies(bench, args.cost_file)}
+    if args.proxies_file is not None:
+        scores.update(_proxy_scores(bench, args.proxies_file))
     try:
         space = oracle(bench, mode, args.metric, args.epoch, split, scores)
     except ValueError as err:  # a metric the file does not hold, an epoch beyond its curves
@@ -68,6 +70,27 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _latencies(bench: Benchmark, path: str) -> dict[str, float]:
     """code -> median batch-1 latency (ms) of every network of `bench` from a cost file (counts checked)."""
     return dict(zip(bench.codes, bench.costs(path, "latency_ms", 1).tolist()))
+
+
+def _proxy_scores(bench: Benchmark, path: str) -> dict[str, dict[str, float]]:
+    """proxy -> {code: its mean over seeds} of every proxy a proxies file holds (beyond FLOPs and params, which the
+    benchmark holds): each must be defined for every network of `bench`."""
+    from ..zerocost import proxyfile  # no torch: the format and its reader only
+
+    held = proxyfile.load(path)
+    absent = [code for code in bench.codes if code not in held.scores]
+    if absent:
+        raise UserError(f"{path} scores {len(bench.codes) - len(absent)} of the {len(bench.codes)} networks (e.g. not "
+                        f"{absent[0]}): a proxy ranks every network, so score them all")  # fmt: skip
+    scores = {}
+    for proxy in (p for p in held.settings.proxies if p not in FILE_SCORES):
+        column = held.column(proxy, list(bench.codes))
+        undefined = [code for code, value in zip(bench.codes, column) if value is None]
+        if undefined:
+            raise UserError(f"{path}: proxy {proxy} is undefined (not finite) for {len(undefined)} networks, e.g. "
+                            f"{undefined[0]}: it cannot rank them")  # fmt: skip
+        scores[proxy] = dict(zip(bench.codes, column))
+    return scores
 
 
 def _config(args: argparse.Namespace) -> Any:
@@ -141,7 +164,11 @@ def build_parser() -> ArgParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plot,table}")
     run = sub.add_parser("run", help="trials of one search algorithm -> a runs file (JSON)")
     run.add_argument("--algo", required=True, type=_algo, help=f"{', '.join(ALGORITHMS)} or {PREFIX}SAMPLER (Optuna's)")
-    run.add_argument("--by", help="ranked: the score ranked, descending (flops, params; default flops)")
+    run.add_argument(
+        "--by", help="ranked: the score ranked, descending: flops (default), params, or a proxy of --proxies-file",
+    )  # fmt: skip
+    run.add_argument("--proxies-file", help="a proxies file of every network (python -m nbm_lightning.proxies): "
+                     "its proxies become scores --by and --cost can name")  # fmt: skip
     run.add_argument(
         "--cost", help=f"multi-objective: each trial's Pareto set of observed accuracy (up) and this score (down): "
         f"flops, params, or {LATENCY} (with --cost-file); {PREFIX}SAMPLER also minimises it as a second objective",
