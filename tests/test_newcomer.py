@@ -43,12 +43,12 @@ def test_slurm_log_folder_is_committed_and_its_logs_ignored():
 
 
 def test_created_at_is_documented_where_the_export_writes_it():
-    from nbm_lightning.bench import extended
+    from nbm_lightning.bench import extended, extended_schema
 
     doc = extended.build({}, {}, "2026-01-01T00:00:00+00:00")
     assert "created_at" in doc and "created_at" not in doc["provenance"]
     assert "`created_at` (the\n  export's ISO UTC time, at the top level" in _readme()
-    assert "at the top level (TOP_KEYS)" in extended.__doc__
+    assert "at the top level (TOP_KEYS)" in extended_schema.__doc__
 
 
 def test_readme_shows_a_code_to_its_network():

@@ -29,7 +29,7 @@ SCRIPT = ROOT / "sweeps" / "slurm_array.sh"
 PER_TASK, TASKS = 2, 4  # 4 array tasks x 2 pairs: grid indices 0-7
 CPU_ONLY = ["--gres=none", "--cpus-per-task=1", "--mem=1G"]  # what the README says for a CPU-only partition
 RECIPE = {"epochs": 2, "batch_size": 8, "num_workers": 0, "accelerator": "cpu", "eval_batch_size": 256}
-N_TRAIN = 512  # 64 steps an epoch: a signal sent when epoch 1 ends lands mid-epoch 2
+N_TRAIN = 256  # 32 steps an epoch: a signal sent a third into epoch 2 (timed by epoch 1) lands mid-epoch 2
 TIME_FIELDS = {"wall_time_s", "train_time_s", "started_at", "finished_at", "resumed", "wandb"}  # wandb: the run id
 # Every line a task's log may hold: the script's, the worker's and a run's own, and SLURM's notice of a signal.
 LOG_LINES = [
@@ -75,7 +75,8 @@ def _env(cluster, work: Path) -> dict[str, str]:
     env = {k: v for k, v in cluster.env.items() if not k.startswith(("WANDB_", "SLURM_ARRAY", "SLURM_JOB"))}
     return {**env, "PYTHON": sys.executable, "PER_TASK": str(PER_TASK), "CONFIG": str(work / "recipe.yaml"),
             "DATA_DIR": str(work / "data"), "NBM_CIFAR_SKIP_MD5": "1", "HOME": str(work), "WANDB_SILENT": "true",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+            "OMP_NUM_THREADS": "1"}  # one CPU per task (--cpus-per-task=1)  # fmt: skip
 
 
 def _wait_for(path: Path, pattern: str, timeout_s: float = 600) -> None:
@@ -112,8 +113,8 @@ def _name(index: int) -> str:
 def test_an_array_preempted_cancelled_and_resubmitted_trains_every_pair_once(cluster, work):
     env = _env(cluster, work)
     (work / "reference").mkdir()
-    reference = subprocess.Popen(  # the interrupted pairs, uninterrupted, with the script's own flags
-        [sys.executable, "-m", "nbm_lightning.fit", "--index=0,2,4,6", f"--config={env['CONFIG']}",
+    reference = subprocess.Popen(  # the preempted pairs, uninterrupted, with the script's own flags
+        [sys.executable, "-m", "nbm_lightning.fit", "--index=0,2", f"--config={env['CONFIG']}",
          "--wandb-mode=offline", "--results-dir=results", "--ckpt-dir=checkpoints", f"--data-dir={env['DATA_DIR']}",
          "--download=false", "--progress=false"],
         cwd=work / "reference", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -124,7 +125,7 @@ def test_an_array_preempted_cancelled_and_resubmitted_trains_every_pair_once(clu
     finally:
         reference.kill()
     assert reference.returncode == 0, out
-    for n in (0, 2, 4, 6):  # the interrupted pairs resumed exactly: their records equal uninterrupted runs'
+    for n in (0, 2):  # the preempted pairs resumed exactly: their records equal uninterrupted runs'
         resumed = json.loads((work / "results" / f"{_name(n)}.json").read_text())
         straight = json.loads((work / "reference" / "results" / f"{_name(n)}.json").read_text())
         assert resumed["resumed"] is True and _comparable(resumed) == _comparable(straight), n  # curves included
