@@ -205,9 +205,7 @@ def run(
         return ended(job, Outcome.STOPPED, f"{err}; a rerun resumes from {ckpt}")
     except RunPreempted as err:
         outcome = ended(job, Outcome.PREEMPTED, f"{err}; {_preempted_note(job, recorder)}")
-        finish_wandb(
-            trainer, outcome.exit_status
-        )  # before the agent does: W&B requeues a preempting run exiting non-zero
+        finish_wandb(trainer, outcome.exit_status)  # before the agent does: W&B requeues a run exiting non-zero
         return outcome
     finally:
         finish_wandb(trainer)
