@@ -10,9 +10,11 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from nbm_lightning.bench import PUBLISHED_NAME
+from nbm_lightning.arch.codes import unique_codes
+from nbm_lightning.bench import PUBLISHED_NAME, Benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_REFERENCE = ROOT.parent / "shared" / "reference" / PUBLISHED_NAME  # named in the CI failure
@@ -65,3 +67,15 @@ def init_checksums(published_path: Path) -> dict:
     if data["torch"].split("+")[0] != torch.__version__.split("+")[0]:
         pytest.skip(f"checksums were computed with torch {data['torch']}, this is {torch.__version__}")
     return data["checksums"]
+
+
+@pytest.fixture(scope="module")
+def bench(published_path: Path) -> Benchmark:
+    """The published file as a Benchmark (tests of search and its interop; a module may define its own)."""
+    return Benchmark.load(published_path)
+
+
+@pytest.fixture(scope="module")
+def truth(published: dict) -> np.ndarray:
+    """The true mean accuracy of each canonical code (unique_codes() order), from the published JSON itself."""
+    return np.array([np.mean(published[code]["test_acc"]) for code in unique_codes()])

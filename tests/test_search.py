@@ -48,17 +48,6 @@ VS_TRIALS = 300  # trials per algorithm for RE / LS against RS (independent seed
 
 
 @pytest.fixture(scope="module")
-def bench(published_path: Path) -> Benchmark:
-    return Benchmark.load(published_path)
-
-
-@pytest.fixture(scope="module")
-def truth(published: dict) -> np.ndarray:
-    """The true mean accuracy of each canonical code (unique_codes() order), from the published JSON itself."""
-    return np.array([np.mean(published[code]["test_acc"]) for code in unique_codes()])
-
-
-@pytest.fixture(scope="module")
 def seed_acc(published: dict) -> np.ndarray:
     """(3969, 3) per-seed accuracies, from the published JSON itself."""
     return np.array([published[code]["test_acc"] for code in unique_codes()])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,17 +25,6 @@ from nbm_lightning.search.runs import label
 
 OPTUNA_RS_TRIALS = 40  # Optuna RandomSampler trials of budget 50 (~2.5 ms per ask: ~6 s)
 TPE_TRIALS = 8  # TPE trials of budget 100 against 300 of random search (~1.5 s each)
-
-
-@pytest.fixture(scope="module")
-def bench(published_path: Path) -> Benchmark:
-    return Benchmark.load(published_path)
-
-
-@pytest.fixture(scope="module")
-def truth(published: dict) -> np.ndarray:
-    """The true mean accuracy of each canonical code (unique_codes() order), from the published JSON itself."""
-    return np.array([np.mean(published[code]["test_acc"]) for code in unique_codes()])
 
 
 # ---------------------------------------------------------------- proxy-ranked search
